@@ -1,0 +1,13 @@
+"""htbo: stochastic bilevel, minimax and decentralized bilevel optimization under
+heavy-tailed gradient noise, in JAX."""
+from __future__ import annotations
+
+from .noise import Noise, parse_noise
+from .problems import BilevelProblem, make_problem, with_noise
+from .runner import NonFiniteError, RunResult, run, steps_for_budget
+from .solvers import make_solver
+
+__version__ = "0.1.0"
+
+__all__ = ["Noise", "parse_noise", "BilevelProblem", "make_problem", "with_noise", "run",
+           "RunResult", "NonFiniteError", "steps_for_budget", "make_solver", "__version__"]

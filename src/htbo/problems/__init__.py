@@ -1,0 +1,33 @@
+"""Bilevel problems: the :class:`BilevelProblem` API and the built-in problems."""
+from __future__ import annotations
+
+from .base import BilevelProblem, validate_problem, with_noise
+from .quadratic import quadratic, quadratic_data
+
+# name -> constructor taking keyword arguments
+PROBLEMS = {
+    "quadratic": quadratic,
+    "quadratic-data": quadratic_data,
+}
+
+
+def register_problem(name: str, constructor) -> None:
+    """Make a problem constructor available to :func:`make_problem` and the CLI."""
+    PROBLEMS[name] = constructor
+
+
+def make_problem(name: str, noise=None, **kwargs) -> BilevelProblem:
+    """Build a registered problem by name, optionally with injected ``noise``."""
+    try:
+        ctor = PROBLEMS[name]
+    except KeyError:
+        raise ValueError(f"unknown problem {name!r}; available: {sorted(PROBLEMS)}") from None
+    try:
+        problem = ctor(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"bad arguments for problem {name!r}: {e}") from None
+    return with_noise(problem, noise) if noise is not None else problem
+
+
+__all__ = ["BilevelProblem", "validate_problem", "with_noise", "quadratic", "quadratic_data",
+           "PROBLEMS", "make_problem", "register_problem"]

@@ -1,0 +1,43 @@
+"""Bilevel solvers: one file per algorithm; see :class:`htbo.solvers.base.Solver`."""
+from __future__ import annotations
+
+from functools import partial
+
+from .base import Solver, Update, clipped, normalized, plain
+from .f2ba import f2ba
+from .f2sa import f2sa
+from .n2sba import n2sba
+from .soba import soba
+from .stocbio import stocbio
+
+# name -> constructor taking keyword hyperparameters
+SOLVERS = {
+    "n2sba": n2sba,
+    "f2sa": f2sa,
+    "f2ba": f2ba,
+    "stocbio": stocbio,
+    "soba": soba,
+    "clipped-f2sa": partial(f2sa, clip=1.0),
+    "clipped-soba": partial(soba, clip=1.0),
+}
+
+
+def register_solver(name: str, constructor) -> None:
+    """Make a solver constructor available to :func:`make_solver` and the CLI."""
+    SOLVERS[name] = constructor
+
+
+def make_solver(name: str, **hparams) -> Solver:
+    """Build a registered solver by name with keyword hyperparameters."""
+    try:
+        ctor = SOLVERS[name]
+    except KeyError:
+        raise ValueError(f"unknown solver {name!r}; available: {sorted(SOLVERS)}") from None
+    try:
+        return ctor(**hparams)
+    except TypeError as e:
+        raise ValueError(f"bad hyperparameters for solver {name!r}: {e}") from None
+
+
+__all__ = ["Solver", "Update", "plain", "normalized", "clipped", "n2sba", "f2sa", "f2ba",
+           "stocbio", "soba", "SOLVERS", "make_solver", "register_solver"]

@@ -1,0 +1,95 @@
+"""Fully first-order penalty machinery shared by N²SBA, F2SA and stochastic F2BA (§3, §4).
+
+``L_λ(x, y) = f(x, y) + λ (g(x, y) − min_z g(x, z))``; one outer step is::
+
+    repeat K:  z ← z − α ∇_y G(x, z; ζ_B)                      (warm start, z ≈ y*(x))
+    repeat K:  y ← y − τ (∇_y F(x, y; ξ_B)/λ + ∇_y G(x, y; ζ'_B))   (y ≈ y_λ*(x))
+    h = ∇_x F(x, y; ξ_B) + λ (∇_x G(x, y; ζ_B) − ∇_x G(x, z; ζ'_B))
+    x ← x − update(h)
+
+Inner steps may be normalized (``v ← v − step · d/‖d‖``). ``shared_samples`` uses the same
+ζ for both ∇_x G terms (common random numbers). SFO per outer step:
+``K·B_in (z) + 2K·B_in (y) + 3·B_out (h)``.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ..oracles import (grad_f, grad_f_y, grad_g_x, grad_g_y, tree_axpy, tree_normalize,
+                       tree_sub)
+from ..schedules import as_schedule, check_batch, check_positive
+from .base import Solver, Update
+
+
+class PenaltyState(NamedTuple):
+    x: Any
+    y: Any
+    z: Any
+    u: Any  # x-update state (momentum buffer or ())
+    t: Any  # outer iteration counter
+
+
+def _inner(problem, direction, v, key, steps: int, lr, normalize: bool):
+    """``steps`` (warm-started) steps ``v ← P(v − lr·d)``, fresh samples each."""
+    project = problem.project_y or (lambda y: y)
+
+    def body(v, k):
+        d = direction(v, k)
+        if normalize:
+            d = tree_normalize(d)
+        return project(tree_axpy(-lr, d, v)), None
+
+    return jax.lax.scan(body, v, jax.random.split(key, steps))[0]
+
+
+def penalty_directions(problem, x, y, z, key, *, lam, alpha, tau, inner_steps: int,
+                       batch_in: int, batch_out: int, shared_samples: bool,
+                       inner_normalized: bool):
+    """Run both inner loops, return ``(h, y, z)`` with h the penalty hypergradient estimate."""
+    kz, ky, kf, kg1, kg2 = jax.random.split(key, 5)
+    z = _inner(problem, lambda v, k: grad_g_y(problem, x, v, k, batch_in),
+               z, kz, inner_steps, alpha, inner_normalized)
+
+    def dir_y(v, k):
+        k1, k2 = jax.random.split(k)
+        return tree_axpy(1.0 / lam, grad_f_y(problem, x, v, k1, batch_in),
+                         grad_g_y(problem, x, v, k2, batch_in))
+
+    y = _inner(problem, dir_y, y, ky, inner_steps, tau, inner_normalized)
+    fx, _ = grad_f(problem, x, y, kf, batch_out)
+    gxy = grad_g_x(problem, x, y, kg1, batch_out)
+    gxz = grad_g_x(problem, x, z, kg1 if shared_samples else kg2, batch_out)
+    h = tree_axpy(lam, tree_sub(gxy, gxz), fx)
+    return h, y, z
+
+
+def penalty_solver(name: str, update: Update, *, eta, lam, alpha, tau, inner_steps: int,
+                   batch_in: int, batch_out: int, shared_samples: bool,
+                   inner_normalized: bool, hparams: dict) -> Solver:
+    """Build a penalty-based solver: the solvers differ only in ``update`` and ``lam``."""
+    for k, v in (("eta", eta), ("lam", lam), ("alpha", alpha), ("tau", tau)):
+        check_positive(k, v, name)
+    for k, v in (("batch_in", batch_in), ("batch_out", batch_out), ("inner_steps", inner_steps)):
+        check_batch(k, v, name)
+    eta_s, lam_s, alpha_s, tau_s = map(as_schedule, (eta, lam, alpha, tau))
+
+    def init(problem, x0, y0, key=None):
+        return PenaltyState(x0, y0, y0, update.init(x0), jnp.zeros((), jnp.int32))
+
+    def step(problem, s: PenaltyState, key):
+        h, y, z = penalty_directions(
+            problem, s.x, s.y, s.z, key, lam=lam_s(s.t), alpha=alpha_s(s.t), tau=tau_s(s.t),
+            inner_steps=inner_steps, batch_in=batch_in, batch_out=batch_out,
+            shared_samples=shared_samples, inner_normalized=inner_normalized)
+        dx, u = update.apply(h, s.u, eta_s(s.t))
+        return PenaltyState(tree_sub(s.x, dx), y, z, u, s.t + 1)
+
+    sfo = 3 * inner_steps * batch_in + 3 * batch_out
+    return Solver(name, init, step, sfo, 0, lambda s: (s.x, s.z),
+                  dict(hparams, update=update.label))
+
+
+__all__ = ["PenaltyState", "penalty_directions", "penalty_solver"]
