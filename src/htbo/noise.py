@@ -121,17 +121,22 @@ class Noise:
 
 
 def _stable_cms(key, alpha: float, shape, dtype):
-    """Symmetric α-stable draws (β = 0, unit scale) by Chambers–Mallows–Stuck."""
-    kv, kw = jax.random.split(key)
-    half_pi = jnp.asarray(math.pi / 2, dtype)
-    v = jax.random.uniform(kv, shape, dtype, minval=-half_pi, maxval=half_pi)
-    w = jax.random.exponential(kw, shape, dtype)
+    """Symmetric α-stable draws (β = 0, unit scale) by Chambers–Mallows–Stuck.
+
+    ``V = π(U − ½)`` with ``cos V`` computed as ``sin(π·min(U, 1 − U))``: near ``V = ±π/2``
+    a float32 ``V`` can round past ``π/2`` and make ``cos V`` ≤ 0, which would turn a
+    ~1e5 draw into ~1e25. ``U`` is kept in ``[2⁻²⁵, 1 − 2⁻²⁵]`` and ``W > 0``.
+    """
+    ku, kw = jax.random.split(key)
+    u = jax.random.uniform(ku, shape, dtype)
+    edge = jnp.minimum(u, 1.0 - u)
+    edge = jnp.maximum(edge, jnp.asarray(2.0**-25, dtype))
+    v = jnp.asarray(math.pi, dtype) * (u - 0.5)
+    cos_v = jnp.sin(jnp.asarray(math.pi, dtype) * edge)
+    w = jnp.maximum(jax.random.exponential(kw, shape, dtype), jnp.finfo(dtype).tiny)
     if alpha == 2.0:  # CMS at α = 2 reduces to 2 sin(V) sqrt(W): a N(0, 2) draw
         return 2.0 * jnp.sin(v) * jnp.sqrt(w)
     a = alpha
-    # guard the measure-zero endpoints of V (cos V = 0) and W = 0
-    cos_v = jnp.maximum(jnp.cos(v), jnp.finfo(dtype).tiny)
-    w = jnp.maximum(w, jnp.finfo(dtype).tiny)
     return (jnp.sin(a * v) / cos_v ** (1.0 / a)) * (jnp.cos(v - a * v) / w) ** ((1.0 - a) / a)
 
 

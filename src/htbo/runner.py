@@ -112,13 +112,13 @@ def run(problem: BilevelProblem, solver: Solver, *, steps: int, seeds: Sequence[
     states = jax.jit(jax.vmap(solver.init, in_axes=(None, None, None, 0)))(problem, x0, y0,
                                                                           init_keys)
 
-    def chunk(prob, sts, ks, n):
+    def chunk(prob, sts, ks, n):  # n is traced: one compile serves every chunk length
         def one(st, k):
-            def body(c, _):
+            def body(_, c):
                 st, k = c
                 k, sub = jax.random.split(k)
-                return (solver.step(prob, st, sub), k), None
-            return jax.lax.scan(body, (st, k), None, length=n)[0]
+                return solver.step(prob, st, sub), k
+            return jax.lax.fori_loop(0, n, body, (st, k))
         sts, ks = jax.vmap(one)(sts, ks)
         return sts, ks, jax.vmap(_all_finite)(sts)
 
@@ -133,7 +133,7 @@ def run(problem: BilevelProblem, solver: Solver, *, steps: int, seeds: Sequence[
     ev = jax.jit(jax.vmap(lambda p, st: evaluate(p, *solver.params(st), **eval_kwargs),
                           in_axes=(None, 0)))
     marks = sorted(set(int(round(steps * i / n_evals)) for i in range(1, n_evals + 1)))
-    compiled: dict[int, Any] = {}
+    compiled = None
     compile_s = run_s = 0.0
     rows: list[dict] = []
     base = dict(run_id=run_id, solver=solver.name, problem=problem.name,
@@ -161,13 +161,12 @@ def run(problem: BilevelProblem, solver: Solver, *, steps: int, seeds: Sequence[
     try:
         for m in marks:
             n = m - done
-            if n not in compiled:
+            if compiled is None:
                 t0 = time.perf_counter()
-                compiled[n] = jax.jit(chunk, static_argnums=3).lower(problem, states, keys,
-                                                                       n).compile()
+                compiled = jax.jit(chunk).lower(problem, states, keys, np.int32(n)).compile()
                 compile_s += time.perf_counter() - t0
             t0 = time.perf_counter()
-            new_states, new_keys, ok = compiled[n](problem, states, keys)
+            new_states, new_keys, ok = compiled(problem, states, keys, np.int32(n))
             jax.block_until_ready((new_states, new_keys, ok))
             run_s += time.perf_counter() - t0
             ok = np.asarray(ok)

@@ -1,0 +1,123 @@
+"""History files (JSON lines, one row per seed per evaluation point) and summaries.
+
+Rows are appended and flushed as they are produced, so an interrupted run keeps every
+evaluation it finished; plots and tables read only these files.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from typing import Iterable
+
+import numpy as np
+
+__all__ = ["JsonlWriter", "read_jsonl", "group_curves", "summarize", "format_table"]
+
+
+class JsonlWriter:
+    """Append rows to ``path`` as JSON lines, flushing after every call."""
+
+    def __init__(self, path: str):
+        d = os.path.dirname(os.path.abspath(path))
+        os.makedirs(d, exist_ok=True)
+        self.path = path
+        self._fh = open(path, "a", encoding="utf-8")
+
+    def __call__(self, rows: Iterable[dict]) -> None:
+        for r in rows:
+            self._fh.write(json.dumps(r, default=_jsonable, allow_nan=True) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _jsonable(v):
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return repr(v)
+
+
+def read_jsonl(path: str) -> list[dict]:
+    """Read a history file; a truncated last line (from a crash) is skipped."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def _label(r: dict) -> str:
+    return r.get("label") or r["solver"]
+
+
+def group_curves(rows: list[dict], metric: str = "grad_norm", x: str = "sfo") -> dict:
+    """``{label: (xs, values[seed, point])}`` for rows sharing an evaluation grid.
+
+    Per label, the x-axis is the median over seeds of ``x`` at each evaluation step (SFO is
+    identical across seeds; time is shared by vmapped seeds). Seeds that stopped early (e.g.
+    diverged) are padded with NaN.
+    """
+    by = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        if metric in r and r[metric] is not None:
+            by[_label(r)][r["seed"]][r["step"]] = (r[x], r[metric])
+    out = {}
+    for label, seeds in by.items():
+        steps = sorted({s for d in seeds.values() for s in d})
+        vals = np.full((len(seeds), len(steps)), np.nan)
+        xs = np.full((len(seeds), len(steps)), np.nan)
+        for i, d in enumerate(seeds.values()):
+            for j, st in enumerate(steps):
+                if st in d:
+                    xs[i, j], vals[i, j] = d[st]
+        out[label] = (np.nanmedian(xs, axis=0), vals)
+    return out
+
+
+def summarize(rows: list[dict], metric: str = "grad_norm") -> list[dict]:
+    """Per label: median and 20/80% quantiles of the final ``metric`` over seeds, plus the
+    SFO and compiled time at the end. A seed whose last value is missing counts as inf."""
+    last = defaultdict(dict)
+    for r in rows:
+        key = (_label(r), r["seed"])
+        if key not in last or r["step"] > last[key]["step"]:
+            last[key] = r
+    per = defaultdict(list)
+    for (label, _), r in last.items():
+        per[label].append(r)
+    out = []
+    for label, rs in per.items():
+        v = np.array([math.inf if r.get(metric) is None else float(r[metric]) for r in rs])
+        out.append(dict(label=label, seeds=len(rs), median=float(np.median(v)),
+                        q20=float(np.quantile(v, 0.2)), q80=float(np.quantile(v, 0.8)),
+                        sfo=max(r["sfo"] for r in rs), time_s=max(r["time_s"] for r in rs),
+                        steps=max(r["step"] for r in rs)))
+    return sorted(out, key=lambda d: d["median"])
+
+
+def format_table(summary: list[dict], metric: str = "grad_norm") -> str:
+    """A markdown table of :func:`summarize` output."""
+    head = f"| solver | seeds | steps | SFO | time (s) | median final {metric} | 20% | 80% |"
+    lines = [head, "|" + "---|" * 8]
+    for s in summary:
+        lines.append(f"| {s['label']} | {s['seeds']} | {s['steps']} | {s['sfo']:,} | "
+                     f"{s['time_s']:.3f} | {s['median']:.4g} | {s['q20']:.4g} | {s['q80']:.4g} |")
+    return "\n".join(lines)
