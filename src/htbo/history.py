@@ -107,10 +107,15 @@ def summarize(rows: list[dict], metric: str = "grad_norm") -> list[dict]:
     for label, rs in per.items():
         v = np.array([math.inf if r.get(metric) is None else float(r[metric]) for r in rs])
         out.append(dict(label=label, seeds=len(rs), median=float(np.median(v)),
-                        q20=float(np.quantile(v, 0.2)), q80=float(np.quantile(v, 0.8)),
+                        q20=_q(v, 0.2), q80=_q(v, 0.8),
                         sfo=max(r["sfo"] for r in rs), time_s=max(r["time_s"] for r in rs),
                         steps=max(r["step"] for r in rs)))
     return sorted(out, key=lambda d: d["median"])
+
+
+def _q(v: np.ndarray, q: float) -> float:
+    """Quantile that stays an observed value, so an inf (diverged seed) never becomes NaN."""
+    return float(np.quantile(v, q, method="inverted_cdf"))
 
 
 def format_table(summary: list[dict], metric: str = "grad_norm") -> str:

@@ -1,0 +1,110 @@
+"""CLI: the README's demo path, compare output files, clear errors for bad input."""
+import json
+import math
+import os
+
+import pytest
+
+from htbo.cli import main, parse_seeds, parse_value
+from htbo.history import JsonlWriter, read_jsonl, summarize
+
+
+def _rows(d):
+    return read_jsonl(os.path.join(d, "history.jsonl"))
+
+
+def test_compare_writes_history_plot_and_table(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    rc = main(["compare", "--problem", "quadratic", "--problem-arg", "dim_x=3",
+               "--problem-arg", "dim_y=4", "--solvers", "n2sba,soba", "--noise", "t:2.5",
+               "--budget", "3000", "--seeds", "0,1", "--n-evals", "4", "--out", str(out),
+               "--no-progress", "--hp", "soba.eta=0.02"])
+    assert rc == 0
+    rows = _rows(out)
+    # 2 solvers x 2 seeds x (1 + 4) evaluation points
+    assert len(rows) == 2 * 2 * 5
+    assert {r["solver"] for r in rows} == {"n2sba", "soba"}
+    for r in rows:
+        assert r["noise"] == "t:2.5" and r["sfo"] <= 3000
+    # equal budget: each solver's last evaluation spent the budget up to one step's cost
+    meta = {m["label"]: m for m in read_jsonl(os.path.join(out, "runs.jsonl"))}
+    for s in ("n2sba", "soba"):
+        last = max(r["sfo"] for r in rows if r["solver"] == s)
+        assert 3000 - meta[s]["sfo_per_step"] < last <= 3000
+    assert (out / "plot.png").stat().st_size > 10_000
+    table = capsys.readouterr().out
+    assert "| n2sba |" in table and "| soba |" in table
+    assert all(m["compile_s"] > 0 and m["run_s"] > 0 for m in meta.values())
+    # the eta passed on the command line reached the solver
+    assert meta["soba"]["hparams"]["eta"] == "0.02"
+
+
+def test_run_reports_divergence_and_keeps_history(tmp_path, capsys):
+    out = tmp_path / "div"
+    rc = main(["run", "--problem", "quadratic", "--solver", "f2ba", "--hp", "eta=50",
+               "--noise", "none", "--steps", "400", "--seeds", "1", "--n-evals", "8",
+               "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "non-finite at step" in err
+    rows = _rows(out)
+    assert rows and rows[0]["step"] == 0  # what was done before the blow-up is kept
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["run", "--noise", "cauchy:1"], "unknown noise"),
+    (["run", "--noise", "stable:2.5"], "alpha in (1, 2]"),
+    (["run", "--solver", "nope"], "unknown solver"),
+    (["run", "--problem", "nope"], "unknown problem"),
+    (["run", "--hp", "eta=-1"], "eta must be a finite positive"),
+    (["run", "--hp", "batch_out=0"], "batch_out must be a positive integer"),
+    (["run", "--hp", "bogus=1"], "bad hyperparameters"),
+    (["run", "--seeds", "0,0"], "duplicate seeds"),
+    (["run", "--steps", "0"], "--steps must be >= 1"),
+    (["compare", "--hp", "eta=0.1"], "SOLVER.KEY=VALUE"),
+])
+def test_bad_cli_input_gives_clear_error(tmp_path, capsys, argv, msg):
+    extra = ["--out", str(tmp_path / "x"), "--no-progress"]
+    if "--steps" not in argv:
+        extra += ["--steps", "5"]
+    rc = main(argv + extra)
+    assert rc == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_parse_value_and_seeds():
+    assert parse_value("3") == 3 and parse_value("0.5") == 0.5 and parse_value("true") is True
+    s = parse_value("isqrt:0.5:100")
+    assert math.isclose(float(s(0)), 0.5) and math.isclose(float(s(300)), 0.25, rel_tol=1e-6)
+    lin = parse_value("linear:10:1:15")
+    assert float(lin(3)) == 13 and float(lin(100)) == 15
+    with pytest.raises(ValueError, match="bad schedule"):
+        parse_value("isqrt:a:b")
+    assert parse_seeds("3") == [0, 1, 2] and parse_seeds("4,9") == [4, 9]
+    with pytest.raises(ValueError):
+        parse_seeds("0")
+
+
+def test_history_survives_truncated_line_and_summary_counts_missing_as_inf(tmp_path):
+    p = tmp_path / "h.jsonl"
+    with JsonlWriter(str(p)) as w:
+        w([dict(solver="a", seed=0, step=0, sfo=0, time_s=0.0, grad_norm=4.0),
+           dict(solver="a", seed=0, step=10, sfo=100, time_s=0.1, grad_norm=1.0),
+           dict(solver="a", seed=1, step=10, sfo=100, time_s=0.1, grad_norm=None)])
+    with open(p, "a") as fh:
+        fh.write('{"solver": "a", "seed": 2, "st')  # a crash mid-write
+    rows = read_jsonl(str(p))
+    assert len(rows) == 3
+    (s,) = summarize(rows)
+    # seed 1's missing final value counts as a failure (inf), never silently dropped
+    assert s["seeds"] == 2 and s["q80"] == math.inf and s["q20"] == 1.0
+
+
+def test_demo_runs_the_three_solvers_and_writes_results(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--budget", "4000", "--seeds", "2", "--n-evals", "3",
+                 "--out", str(out), "--no-progress"]) == 0
+    rows = _rows(out)
+    assert {r["solver"] for r in rows} == {"n2sba", "f2sa", "clipped-f2sa"}
+    assert {r["noise"] for r in rows} == {"stable:1.5"}
+    assert (out / "plot.png").exists() and (out / "summary.md").read_text().count("|") > 20
