@@ -9,7 +9,7 @@ import jax.numpy as jnp
 Schedule = Callable[[jnp.ndarray], jnp.ndarray]
 ScalarOrSchedule = Union[float, Schedule]
 
-__all__ = ["constant", "inverse_sqrt", "inverse_power", "linear_growth", "as_schedule",
+__all__ = ["constant", "inverse_sqrt", "inverse_power", "exponential", "linear_growth", "as_schedule",
            "check_positive"]
 
 
@@ -25,6 +25,13 @@ def inverse_power(value: float, t0: float = 100.0, power: float = 0.5) -> Schedu
 def inverse_sqrt(value: float, t0: float = 100.0) -> Schedule:
     """``value / sqrt(1 + t/t0)``: the decay normalized steps need to settle."""
     return inverse_power(value, t0, 0.5)
+
+
+def exponential(value: float, rate: float) -> Schedule:
+    """``value · rate^t`` (0 < rate <= 1): a fast decay for noise-free runs."""
+    if not 0 < rate <= 1:
+        raise ValueError(f"exponential decay rate must be in (0, 1], got {rate}")
+    return lambda t: value * rate**t
 
 
 def linear_growth(start: float, rate: float, stop: float = math.inf) -> Schedule:
