@@ -167,7 +167,7 @@ def validate_problem(problem: BilevelProblem, batch_sizes: tuple[int, ...] = ())
         try:
             out = jax.eval_shape(fn, problem.x0, problem.y0, batch)
         except Exception as e:  # shape errors inside user code
-            raise ValueError(f"{name}: {fname}(x0, y0, batch) failed: {type(e).__name__}: {e}. "
+            raise ValueError(f"{name}: {fname}(x0, y0, batch) failed: {type(e).__name__}: {str(e).rstrip('.')}. "
                              "Check that x0 and y0 have the shapes f and g expect.") from e
         if not hasattr(out, "shape") or out.shape != ():
             raise ValueError(f"{name}: {fname}(x, y, batch) must return a scalar, got "

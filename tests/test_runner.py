@@ -1,0 +1,114 @@
+"""Runner: reproducibility, seeds, timing fields, bad input, non-finite detection."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import htbo
+from htbo.problems import BilevelProblem, quadratic, quadratic_data, with_noise
+from htbo.solvers import f2ba, n2sba, soba
+
+
+def _hist(res, key="grad_norm"):
+    return [(r["seed"], r["step"], r[key]) for r in res.rows]
+
+
+def test_same_seed_same_history_and_seeds_are_independent_of_each_other():
+    p = with_noise(quadratic(dim_x=3, dim_y=4), "stable:1.5")
+    s = n2sba(eta=0.05, lam=10.0)
+    a = htbo.run(p, s, steps=60, seeds=[0, 1, 2], n_evals=3)
+    # the same seed gives the identical history, even alone instead of inside the vmapped batch
+    c = htbo.run(p, s, steps=60, seeds=[1], n_evals=3)
+    assert [h for h in _hist(a) if h[0] == 1] == _hist(c)
+    assert [h for h in _hist(a, "phi") if h[0] == 1] == _hist(c, "phi")
+    # different seeds draw different noise
+    finals = a.final()
+    assert len(set(finals.round(7))) == 3
+
+
+def test_rows_count_oracles_and_time_and_start_at_step_zero():
+    p = with_noise(quadratic_data(n_inner=64, n_outer=64, dim_x=4, dim_y=4), "gauss")
+    s = soba(eta=0.01, batch=4)
+    res = htbo.run(p, s, steps=100, seeds=[0, 1], n_evals=4)
+    steps = sorted({r["step"] for r in res.rows})
+    assert steps == [0, 25, 50, 75, 100]
+    for r in res.rows:
+        assert r["sfo"] == 8 * r["step"] and r["hvp"] == 4 * r["step"]
+    times = [r["time_s"] for r in res.rows if r["seed"] == 0]
+    assert times[0] == 0 and all(t2 > t1 for t1, t2 in zip(times, times[1:]))
+    assert res.compile_s > 0 and np.isclose(times[-1], res.run_s)
+
+
+def _tiny(**kw):
+    data = {"a": jnp.ones((10, 3)), "b": jnp.zeros(10)}
+    base = dict(f=lambda x, y, b: jnp.mean((b["a"] @ y - b["b"]) ** 2) + x @ x,
+                g=lambda x, y, b: jnp.mean((b["a"] @ y - b["b"]) ** 2) + jnp.sum((y - x) ** 2),
+                x0=jnp.zeros(3), y0=jnp.zeros(3), data_f=data, data_g=data, name="tiny")
+    base.update(kw)
+    return BilevelProblem(**base)
+
+
+@pytest.mark.parametrize("changes, msg", [
+    (dict(x0=jnp.array([0.0, jnp.nan, 0.0])), "problem 'tiny': x0.* non-finite"),
+    (dict(y0=jnp.array([0.0, jnp.inf, 0.0])), "problem 'tiny': y0.* non-finite"),
+    (dict(data_g={"a": jnp.ones((10, 3)).at[3, 1].set(jnp.nan), "b": jnp.zeros(10)}),
+     r"problem 'tiny': data_g\['a'\] contains 1 non-finite"),
+    (dict(data_f={"a": jnp.ones((10, 3)), "b": jnp.zeros(9)}), "disagree on the number"),
+    (dict(y0=jnp.zeros(4)), r"problem 'tiny': [fg]\(x0, y0, batch\) failed"),
+    (dict(f=lambda x, y, b: b["a"] @ y), "must return a scalar"),
+    (dict(sampling="epochs"), "sampling must be one of"),
+])
+def test_bad_problem_input_is_rejected_with_the_problem_named(changes, msg):
+    with pytest.raises(ValueError, match=msg):
+        htbo.run(_tiny(**changes), f2ba(), steps=2)
+
+
+def test_noreplace_batch_larger_than_data_is_rejected():
+    with pytest.raises(ValueError, match="exceeds the 10 samples"):
+        htbo.run(_tiny(sampling="noreplace"), f2ba(batch_out=16), steps=2)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5])
+def test_bad_step_counts(bad):
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        htbo.run(_tiny(), f2ba(), steps=bad)
+
+
+def test_nonfinite_iterates_stop_the_run_at_the_first_bad_step():
+    """F2BA with a far-too-large step on a quadratic diverges geometrically; the reported step
+    must be the first step whose state is non-finite in a plain step-by-step loop."""
+    p = quadratic(dim_x=3, dim_y=4)
+    s = f2ba(eta=30.0, lam=10.0)
+    with pytest.raises(htbo.NonFiniteError) as e:
+        htbo.run(p, s, steps=2000, seeds=[0, 5], n_evals=10)
+    # reference: the same keys as the runner (seed -> split -> per-step split), no vmap
+    seed = e.value.seed
+    k_init, k = jax.random.split(jax.random.key(seed))
+    st = s.init(p, p.x0, p.y0, k_init)
+    step = jax.jit(s.step)
+    first = None
+    for t in range(1, 2001):
+        k, sub = jax.random.split(k)
+        st = step(p, st, sub)
+        if not all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree_util.tree_leaves(st)):
+            first = t
+            break
+    assert first is not None and e.value.step == first
+    assert f"at step {first}" in str(e.value)
+
+
+def test_on_nonfinite_stop_keeps_rows_and_reports():
+    p = quadratic(dim_x=3, dim_y=4)
+    res = htbo.run(p, f2ba(eta=30.0, lam=10.0), steps=2000, seeds=[0], n_evals=10,
+                   on_nonfinite="stop")
+    assert res.nonfinite is not None and res.nonfinite["step"] <= 2000
+    assert res.rows and max(r["step"] for r in res.rows) < res.nonfinite["step"]
+    assert np.isinf(res.final()[0])
+
+
+def test_writer_receives_rows_as_they_are_produced():
+    seen = []
+    p = quadratic(dim_x=3, dim_y=4)
+    htbo.run(p, soba(), steps=30, seeds=[0, 1], n_evals=3, writer=lambda rows: seen.append(
+        [r["step"] for r in rows]))
+    assert seen == [[0, 0], [10, 10], [20, 20], [30, 30]]
