@@ -108,3 +108,23 @@ def test_demo_runs_the_three_solvers_and_writes_results(tmp_path, capsys):
     assert {r["solver"] for r in rows} == {"n2sba", "f2sa", "clipped-f2sa"}
     assert {r["noise"] for r in rows} == {"stable:1.5"}
     assert (out / "plot.png").exists() and (out / "summary.md").read_text().count("|") > 20
+
+
+def test_compare_grid_runs_every_point_and_plots_each_solvers_best(tmp_path, capsys):
+    out = tmp_path / "grid"
+    rc = main(["compare", "--problem", "quadratic", "--problem-arg", "dim_x=3",
+               "--problem-arg", "dim_y=3", "--solvers", "soba,f2ba", "--noise", "none",
+               "--grid", "soba.eta=0.001,0.05", "--hp", "f2ba.lam=100", "--steps", "300",
+               "--seeds", "2", "--n-evals", "2", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    rows = _rows(out)
+    assert {r["label"] for r in rows} == {"soba[eta=0.001]", "soba[eta=0.05]", "f2ba"}
+    text = capsys.readouterr().out
+    # without noise the larger step is much better after 300 steps; it must be named best
+    final = {lab: max((r for r in rows if r["label"] == lab), key=lambda r: r["step"])
+             ["grad_norm"] for lab in ("soba[eta=0.001]", "soba[eta=0.05]")}
+    assert final["soba[eta=0.05]"] < final["soba[eta=0.001]"]
+    assert "best of each solver's grid: f2ba, soba[eta=0.05]" in text
+    with pytest.raises(SystemExit):
+        main(["run", "--grid", "soba.eta=1"])  # grid is a compare option
+    assert main(["compare", "--grid", "eta=1,2", "--steps", "1", "--out", str(out)]) == 2

@@ -147,7 +147,12 @@ def _run_many(problem, solvers, args, out_dir, banner=True):
                       f"({1e6 * res.run_s / steps:.1f} µs/step for {len(seeds)} seeds)",
                       file=sys.stderr)
     rows = read_jsonl(hist)
-    table = format_table(summarize(rows))
+    summary = summarize(rows)
+    table = format_table(summary)
+    best = _best_per_solver(summary, {label: s.name for label, s in solvers})
+    if len(best) < len(summary):  # a grid: plot each solver's best configuration only
+        table += "\n\nbest of each solver's grid: " + ", ".join(sorted(best))
+        rows = [r for r in rows if r.get("label") in best]
     png = plot_histories(rows, os.path.join(out_dir, "plot.png"),
                          title=f"{problem.name}, noise {problem.noise or 'none'}: median over "
                                f"{len(seeds)} seeds, band 20–80%")
@@ -156,6 +161,23 @@ def _run_many(problem, solvers, args, out_dir, banner=True):
     print(table)
     print(f"\nhistory: {hist}\nplot:    {png}")
     return 1 if failed else 0
+
+
+def _best_per_solver(summary: list[dict], solver_of: dict) -> set:
+    """Labels of the configuration with the lowest median final metric, per solver."""
+    best = {}
+    for s in summary:  # sorted by median, so the first seen per solver is its best
+        best.setdefault(solver_of.get(s["label"], s["label"]), s["label"])
+    return set(best.values())
+
+
+def _expand_grid(name: str, hp: dict, grid: dict) -> list[tuple[str, dict]]:
+    """``[(label, hparams)]`` over the Cartesian product of ``grid`` (``{key: [values]}``)."""
+    configs = [("", dict(hp))]
+    for key, values in grid.items():
+        configs = [(f"{lab},{key}={v!r}" if lab else f"{key}={v!r}", dict(h, **{key: v}))
+                   for lab, h in configs for v in values]
+    return [(f"{name}[{lab}]" if lab else name, h) for lab, h in configs]
 
 
 def cmd_run(args):
@@ -178,7 +200,17 @@ def cmd_compare(args):
             raise ValueError(f"--hp for compare must be SOLVER.KEY=VALUE with SOLVER one of "
                              f"{names}, got {k!r}")
         hp[name][key] = v
-    return _run_many(problem, [(n, make_solver(n, **hp[n])) for n in names], args, args.out)
+    grid = {n: {} for n in names}
+    for item in args.grid or []:
+        k, eq, vals = item.partition("=")
+        name, dot, key = k.strip().partition(".")
+        if not eq or not dot or name not in grid or not vals:
+            raise ValueError(f"--grid must be SOLVER.KEY=V1,V2,... with SOLVER one of {names}, "
+                             f"got {item!r}")
+        grid[name][key.replace("-", "_")] = [parse_value(v) for v in vals.split(",")]
+    solvers = [(label, make_solver(n, **h)) for n in names
+               for label, h in _expand_grid(n, hp[n], grid[n])]
+    return _run_many(problem, solvers, args, args.out)
 
 
 # Demo: N²SBA vs F2SA vs clipped F2SA on the 10×20 quadratic (κ = 10) under α-stable(1.5)
@@ -268,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--solvers", default="n2sba,f2sa,clipped-f2sa")
         p.add_argument("--hp", action="append", metavar="KEY=VALUE",
                        help="solver hyperparameter (compare: SOLVER.KEY=VALUE); repeatable")
+        if name == "compare":
+            p.add_argument("--grid", action="append", metavar="SOLVER.KEY=V1,V2",
+                           help="tune: run every value (same budget), plot each solver's best")
         _common(p)
         p.set_defaults(func=fn)
     p = sub.add_parser("plot", help="re-plot a history file (or directory)")
