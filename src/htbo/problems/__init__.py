@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from .base import BilevelProblem, validate_problem, with_noise
+from .l2reg import l2reg
 from .quadratic import quadratic, quadratic_data
 
 # name -> constructor taking keyword arguments
 PROBLEMS = {
     "quadratic": quadratic,
     "quadratic-data": quadratic_data,
+    "l2reg": l2reg,
 }
 
 
@@ -29,5 +31,5 @@ def make_problem(name: str, noise=None, **kwargs) -> BilevelProblem:
     return with_noise(problem, noise) if noise is not None else problem
 
 
-__all__ = ["BilevelProblem", "validate_problem", "with_noise", "quadratic", "quadratic_data",
+__all__ = ["BilevelProblem", "validate_problem", "with_noise", "quadratic", "quadratic_data", "l2reg",
            "PROBLEMS", "make_problem", "register_problem"]
