@@ -31,5 +31,5 @@ def make_problem(name: str, noise=None, **kwargs) -> BilevelProblem:
     return with_noise(problem, noise) if noise is not None else problem
 
 
-__all__ = ["BilevelProblem", "validate_problem", "with_noise", "quadratic", "quadratic_data", "l2reg",
-           "PROBLEMS", "make_problem", "register_problem"]
+__all__ = ["BilevelProblem", "validate_problem", "with_noise", "quadratic", "quadratic_data",
+           "l2reg", "PROBLEMS", "make_problem", "register_problem"]
