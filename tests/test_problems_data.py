@@ -156,7 +156,7 @@ def test_l2reg_metrics_accuracies():
     assert m["test_acc"] > 0.9 and m["val_acc"] > 0.9
     # accuracy by an independent NumPy prediction on the test split
     X, t = load_dataset("breast_cancer")
-    (a_tr, _), _, (a_te, t_te) = split_standardize(X, t, seed=0)
+    _, _, (a_te, t_te) = split_standardize(X, t, seed=0)
     pred = (a_te @ np.asarray(ys["w"], float) + float(ys["b"])) > 0
     assert np.isclose(m["test_acc"], np.mean(pred == t_te), atol=1e-6)
     assert np.isclose(m["phi"], p.f(x, ys, p.data_f), rtol=1e-5)
