@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from .base import BilevelProblem, validate_problem, with_noise
+from .l2reg import l2reg
 from .quadratic import quadratic, quadratic_data
 
 # name -> constructor taking keyword arguments
 PROBLEMS = {
     "quadratic": quadratic,
     "quadratic-data": quadratic_data,
+    "l2reg": l2reg,
 }
 
 
@@ -30,4 +32,4 @@ def make_problem(name: str, noise=None, **kwargs) -> BilevelProblem:
 
 
 __all__ = ["BilevelProblem", "validate_problem", "with_noise", "quadratic", "quadratic_data",
-           "PROBLEMS", "make_problem", "register_problem"]
+           "l2reg", "PROBLEMS", "make_problem", "register_problem"]
