@@ -1,0 +1,102 @@
+"""Per-iteration time, peak memory and seed scaling on `quadratic-data`.
+
+Defaults follow the public bilevel benchmark's "simulated" quadratic: n_inner = n_outer = 1024,
+dim_x = dim_y = 100, batch 64, no injected noise (the data are the noise).
+One iteration is:
+  SOBA          one step: ∇_y G, ∇F, one joint HVP, each on 64 samples (128 SFO + 64 HVP)
+  F2SA, N²SBA   K = 10 warm-started inner steps on z and on y (batch 64), then the outer
+                penalty hypergradient (3 × 64): 3·10·64 + 3·64 = 2,112 SFO
+Time is the compiled-step time through the htbo runner (jit + fori_loop chunk,
+block_until_ready inside the timed region, AOT compile reported apart), median of repeats.
+
+    python benchmarks/bench_iteration.py            # time table + memory + seed scaling
+    python benchmarks/bench_iteration.py --quick    # tiny sizes, a few seconds
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+
+import htbo
+from htbo.problems import quadratic_data
+from htbo.solvers import f2sa, n2sba, soba
+
+
+def solvers(batch: int, k: int):
+    inner = dict(inner_steps=k, batch_in=batch, batch_out=batch, alpha=0.01, tau=0.01)
+    return {"SOBA": soba(eta=0.01, rho=0.01, batch=batch),
+            "F2SA": f2sa(eta=0.01, lam=10.0, **inner),
+            "N²SBA": n2sba(eta=0.01, lam=10.0, **inner)}
+
+
+def time_per_iter(problem, solver, steps: int, seeds: int, repeats: int):
+    """Median seconds per iteration (all seeds together) and the compile time."""
+    times, comp = [], []
+    for r in range(repeats):
+        res = htbo.run(problem, solver, steps=steps, seeds=range(seeds), n_evals=1)
+        times.append(res.run_s / steps)
+        comp.append(res.compile_s)
+    return statistics.median(times), statistics.median(comp)
+
+
+def memory_child(n: int, dim: int, batch: int, k: int, name: str):
+    """Run in a fresh process: build the problem, run 50 steps, print peak RSS in MB."""
+    p = quadratic_data(n_inner=n, n_outer=n, dim_x=dim, dim_y=dim)
+    htbo.run(p, solvers(batch, k)[name], steps=50, seeds=[0], n_evals=1)
+    print(json.dumps(dict(rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=1024)
+    ap.add_argument("--dim", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--inner-steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--mem-n", type=int, default=32768)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.memory_child:
+        return memory_child(a.mem_n, a.dim, a.batch, a.inner_steps, a.memory_child)
+    if a.quick:
+        a.n, a.dim, a.steps, a.repeats, a.mem_n = 128, 10, 50, 1, 512
+    import jax
+    print(f"JAX {jax.__version__} on {jax.devices()[0].platform}; n_inner = n_outer = {a.n}, "
+          f"dims {a.dim}, batch {a.batch}, K = {a.inner_steps}\n")
+    p = quadratic_data(n_inner=a.n, n_outer=a.n, dim_x=a.dim, dim_y=a.dim)
+    sv = solvers(a.batch, a.inner_steps)
+    ref = {"SOBA": 3.2e-3, "F2SA": 19e-3}
+    print("| solver | SFO / iter | time / iter | µs / SFO | compile (s) | vs public benchmark |")
+    print("|---|---|---|---|---|---|")
+    for name, s in sv.items():
+        t, c = time_per_iter(p, s, a.steps, 1, a.repeats)
+        gain = f"{ref[name] / t:.0f}× faster" if name in ref else "—"
+        print(f"| {name} | {s.sfo_per_step:,} | {t * 1e6:.1f} µs | "
+              f"{t * 1e6 / s.sfo_per_step:.3f} | {c:.2f} | {gain} |", flush=True)
+    print(f"\nPeak resident memory, n_inner = n_outer = {a.mem_n}, dims {a.dim} "
+          "(fresh process each, build + 50 steps):\n")
+    print("| solver | peak RSS (MB) |\n|---|---|")
+    for name in sv:
+        out = subprocess.run([sys.executable, __file__, "--memory-child", name,
+                              "--mem-n", str(a.mem_n), "--dim", str(a.dim),
+                              "--batch", str(a.batch), "--inner-steps", str(a.inner_steps)],
+                             capture_output=True, text=True, check=True)
+        print(f"| {name} | {json.loads(out.stdout.strip().splitlines()[-1])['rss_mb']:.0f} |",
+              flush=True)
+    print("\nSeed scaling (vmapped seeds in one compiled program):\n")
+    print("| solver | 1 seed: iter/s | 32 seeds: seed-iter/s | throughput gain |\n|---|---|---|---|")
+    for name, s in sv.items():
+        steps = max(10, a.steps // 4)
+        t1, _ = time_per_iter(p, s, steps, 1, max(1, a.repeats // 2))
+        t32, _ = time_per_iter(p, s, steps, 32, max(1, a.repeats // 2))
+        print(f"| {name} | {1 / t1:,.0f} | {32 / t32:,.0f} | {t1 * 32 / t32:.1f}× |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
