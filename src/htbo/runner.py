@@ -81,13 +81,19 @@ def _to_float(v):
 def run(problem: BilevelProblem, solver: Solver, *, steps: int, seeds: Sequence[int] = (0,),
         n_evals: int = 20, x0=None, y0=None, writer: Callable[[list[dict]], None] | None = None,
         progress: bool = False, on_nonfinite: str = "raise", run_id: str | None = None,
-        labels: dict | None = None, eval_kwargs: dict | None = None) -> RunResult:
+        labels: dict | None = None, eval_kwargs: dict | None = None,
+        evaluate_fn: Callable | None = None, counters: dict | None = None,
+        validate: bool = True) -> RunResult:
     """Run ``solver`` on ``problem`` for ``steps`` steps and every seed in ``seeds``.
 
     Evaluates at step 0 and at ``n_evals`` roughly equally spaced points (the last is
     ``steps``). ``on_nonfinite``: ``'raise'`` (:class:`NonFiniteError` after writing the rows
     so far) or ``'stop'`` (return what was done; ``result.nonfinite`` says where).
     ``labels`` are extra columns for every row (e.g. a tuned configuration's name).
+    ``evaluate_fn(clean_problem, state) -> dict`` replaces the default metrics (used by the
+    decentralized layer); ``counters`` are per-step counts added to rows as ``step × count``
+    (e.g. communication rounds); ``validate=False`` skips :func:`validate_problem` for
+    callers that validate themselves.
     """
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -98,7 +104,8 @@ def run(problem: BilevelProblem, solver: Solver, *, steps: int, seeds: Sequence[
         raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
     if on_nonfinite not in ("raise", "stop"):
         raise ValueError(f"on_nonfinite must be 'raise' or 'stop', got {on_nonfinite!r}")
-    validate_problem(problem, _batch_sizes(solver))
+    if validate:
+        validate_problem(problem, _batch_sizes(solver))
     x0 = problem.x0 if x0 is None else x0
     y0 = problem.y0 if y0 is None else y0
     tree_check_finite(x0, f"problem {problem.name!r}: x0")
@@ -130,8 +137,8 @@ def run(problem: BilevelProblem, solver: Solver, *, steps: int, seeds: Sequence[
             return (st, k), _all_finite(st)
         return jax.lax.scan(body, (st, k), None, length=n)[1]
 
-    ev = jax.jit(jax.vmap(lambda p, st: evaluate(p, *solver.params(st), **eval_kwargs),
-                          in_axes=(None, 0)))
+    evaluate_fn = evaluate_fn or (lambda p, st: evaluate(p, *solver.params(st), **eval_kwargs))
+    ev = jax.jit(jax.vmap(evaluate_fn, in_axes=(None, 0)))
     marks = sorted(set(int(round(steps * i / n_evals)) for i in range(1, n_evals + 1)))
     compiled = None
     compile_s = run_s = 0.0
@@ -144,7 +151,8 @@ def run(problem: BilevelProblem, solver: Solver, *, steps: int, seeds: Sequence[
         new = []
         for i, s in enumerate(seeds):
             r = dict(base, seed=s, step=step, sfo=step * solver.sfo_per_step,
-                     hvp=step * solver.hvp_per_step, time_s=run_s)
+                     hvp=step * solver.hvp_per_step, time_s=run_s,
+                     **{k: step * c for k, c in (counters or {}).items()})
             r.update({k: _to_float(np.asarray(v)[i]) for k, v in metrics.items()})
             new.append(r)
         rows.extend(new)
