@@ -170,3 +170,14 @@ def test_dead_agent_stops_run_with_clear_error(tmp_path):
     for k in (0, 2):
         assert "done" not in (tmp_path / "logs" / f"agent-{k}.log").read_text()
         assert (last_step(tmp_path / "logs" / f"agent-{k}.log") or 0) < 200
+
+
+def test_launch_cli_rejects_inconsistent_agent_count(tmp_path, capsys):
+    from htbo.decentralized.cli import main
+    base = ["launch", "--problem", "p", "--solver", "s", "--steps", "5", "--out", str(tmp_path)]
+    assert main(base + ["--network", "ring:4", "--agents", "3"]) == 2
+    assert "ring:4 has 4 agents but --agents is 3" in capsys.readouterr().err
+    assert main(base + ["--network", "ring"]) == 2
+    assert "--agents" in capsys.readouterr().err
+    assert main(base + ["--network", "ring:4", "--seeds", "1,1"]) == 2
+    assert not (tmp_path / "logs").exists()  # nothing was started

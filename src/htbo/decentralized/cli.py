@@ -167,18 +167,28 @@ def cmd_agent(args) -> int:
             for r in rows:
                 f.write(json.dumps(r) + "\n")
 
+    reached = [0]
+
     def on_eval(step):
+        reached[0] = step
         print(f"[htbo-agent {me}] step {step}", flush=True)
         if me == args.fail_agent and args.fail_at_step is not None and step >= args.fail_at_step:
             print(f"[htbo-agent {me}] injected failure at step {step}", flush=True)
             os._exit(3)
 
-    res = dist.run_distributed(spec["problem"], spec["solver"], spec["mix"], steps=args.steps,
-                               seeds=_seeds(args.seeds), n_evals=args.n_evals,
-                               evaluate=spec.get("evaluate"), writer=writer if me == 0 else None,
-                               labels=dict(network=f"{name}:{m}", **spec.get("labels", {})),
-                               comm_bytes_per_step=spec.get("comm_bytes_per_step", 0.0),
-                               on_eval=on_eval, keep_iterates=args.save_iterates)
+    try:
+        res = dist.run_distributed(
+            spec["problem"], spec["solver"], spec["mix"], steps=args.steps,
+            seeds=_seeds(args.seeds), n_evals=args.n_evals, evaluate=spec.get("evaluate"),
+            writer=writer if me == 0 else None,
+            labels=dict(network=f"{name}:{m}", **spec.get("labels", {})),
+            comm_bytes_per_step=spec.get("comm_bytes_per_step", 0.0), on_eval=on_eval,
+            keep_iterates=args.save_iterates)
+    except Exception as e:  # typically a collective failing because a peer died
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"[htbo-agent {me}] failed after step {reached[0]}: {type(e).__name__}: {first}",
+              flush=True)
+        return 1
     if me == 0:
         meta = dict(run_id=res["run_id"], compile_s=res["compile_s"], run_s=res["run_s"],
                     agents=m, steps=args.steps, solver=args.solver, problem=args.problem)

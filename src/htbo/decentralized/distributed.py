@@ -90,8 +90,8 @@ def initialize(cfg: DistConfig) -> None:
     Requires exactly one local device per process (on CPU the launcher sets
     ``XLA_FLAGS=--xla_force_host_platform_device_count=1``; on GPU use one visible GPU).
     """
-    if jax.config.jax_platforms in (None, "", "cpu") or "cpu" in str(jax.config.jax_platforms):
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # only affects the CPU backend; on GPU, collectives go through NCCL automatically
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(cfg.coordinator, cfg.num_processes, cfg.process_id,
                                initialization_timeout=cfg.init_timeout_s,
                                heartbeat_timeout_seconds=cfg.heartbeat_s,

@@ -109,7 +109,8 @@ def launch(n_agents: int, worker_args: Sequence[str], out_dir, *, timeout_s: flo
             codes = [p.poll() for p in procs]
             bad = [k for k, c in enumerate(codes) if c not in (None, 0)]
             if bad:
-                # the first to die is the cause; the others usually fail because of it
+                # the first to die is the cause; peers blocked in a collective with it fail
+                # right after (within one poll): its log stopped changing first
                 k = min(bad, key=lambda i: _exit_order(logs / f"agent-{i}.log"))
                 _stop(procs, grace_s)
                 log = logs / f"agent-{k}.log"
@@ -134,9 +135,9 @@ def launch(n_agents: int, worker_args: Sequence[str], out_dir, *, timeout_s: flo
             f.close()
 
 
-def _exit_order(log: Path) -> float:
+def _exit_order(log: Path) -> int:
     """Modification time of an agent's log: the agent that died first stopped writing first."""
     try:
-        return log.stat().st_mtime
+        return log.stat().st_mtime_ns
     except OSError:
-        return float("inf")
+        return 1 << 62
