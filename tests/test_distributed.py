@@ -147,6 +147,7 @@ def test_distributed_matches_simulated_and_dense_reference(tmp_path):
     assert [r["step"] for r in rows] == list(range(steps + 1))
     last = rows[-1]
     assert last["sfo"] == steps and last["comm_rounds"] == steps and last["agents"] == m
+    assert last["bytes_sent"] == steps * 2 * m * D * 4  # 2 ppermutes of D float32 per agent
     xs = ref[-1]
     assert last["consensus"] == pytest.approx(np.mean(np.sum((xs - xs.mean(0)) ** 2, 1)),
                                               rel=1e-3)
@@ -181,3 +182,24 @@ def test_launch_cli_rejects_inconsistent_agent_count(tmp_path, capsys):
     assert "--agents" in capsys.readouterr().err
     assert main(base + ["--network", "ring:4", "--seeds", "1,1"]) == 2
     assert not (tmp_path / "logs").exists()  # nothing was started
+
+
+def test_count_communication_reads_collectives_off_the_step():
+    m = 5
+    spec = gossip_spec(m, "g", "g")
+    assert dist.count_communication(spec["solver"], spec["problem"], spec["mix"], m) == \
+        dict(rounds=2, bytes=2 * m * D * 4)
+    W = jnp.asarray(ring_w(m), jnp.float32)
+
+    def dense_mix(x):  # all_gather + a row of W, inside a 3-step scan: 3 rounds
+        def once(a, _):
+            row = W[jax.lax.axis_index("agents")]
+            return row @ jax.lax.all_gather(a, "agents"), None
+        return jax.lax.scan(once, x, None, length=3)[0]
+    assert dist.count_communication(spec["solver"], spec["problem"], dense_mix, m) == \
+        dict(rounds=3, bytes=3 * D * 4 * m * (m - 1))
+
+    def bad_mix(x):
+        return jax.lax.psum(x, "agents") / m
+    with pytest.raises(ValueError, match="psum"):
+        dist.count_communication(spec["solver"], spec["problem"], bad_mix, m)

@@ -34,7 +34,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 __all__ = ["ENV", "DistConfig", "config_from_env", "initialize", "agent_mesh", "agent_chunk",
-           "distributed_chunk", "to_global", "gather", "run_distributed", "consensus_error"]
+           "distributed_chunk", "to_global", "gather", "run_distributed", "consensus_error",
+           "count_communication"]
 
 AXIS = "agents"
 ENV = dict(coordinator="HTBO_COORDINATOR", num_processes="HTBO_NUM_PROCESSES",
@@ -179,6 +180,61 @@ def consensus_error(xs) -> float:
     return tot / m
 
 
+_GATHERS = ("all_gather", "all_gather_invariant")
+_COLLECTIVES = ("ppermute", "psum", "pmax", "pmin", "all_to_all", "reduce_scatter",
+                "psum_invariant") + _GATHERS
+
+
+def _sub_jaxprs(eqn):
+    for v in eqn.params.values():
+        for j in (v if isinstance(v, (tuple, list)) else (v,)):
+            if hasattr(j, "eqns") or hasattr(j, "jaxpr"):
+                yield getattr(j, "jaxpr", j)
+
+
+def _count(jaxpr, m):
+    rounds, nbytes = 0, 0
+    for e in jaxpr.eqns:
+        name = e.primitive.name
+        if name in _COLLECTIVES:
+            size = sum(int(np.prod(v.aval.shape)) * v.aval.dtype.itemsize for v in e.invars)
+            rounds += 1
+            if name == "ppermute":
+                nbytes += size * len(e.params["perm"])
+            elif name in _GATHERS:
+                nbytes += size * m * (m - 1)
+            else:
+                raise ValueError(f"count_communication: cannot count the bytes of {name!r}; "
+                                 "only ppermute and all_gather are supported")
+            continue
+        subs = [_count(j, m) for j in _sub_jaxprs(e)]
+        if subs:
+            r, b = max(subs, key=lambda t: t[1])  # cond: the most expensive branch
+            k = int(e.params.get("length", 1)) if name == "scan" else 1
+            rounds, nbytes = rounds + k * r, nbytes + k * b
+    return rounds, nbytes
+
+
+def count_communication(solver, problem, mix, m: int) -> dict:
+    """Communication of one step, read off the traced jaxpr of ONE agent's step.
+
+    ``problem`` is stacked over ``m`` agents. Returns ``rounds`` (collective calls per step,
+    each ``ppermute`` = one exchange along a matching) and ``bytes`` (sent per step by the
+    whole network: ``ppermute``: operand bytes × number of sending agents; ``all_gather``:
+    operand bytes × m(m−1)). Other collectives raise a ValueError.
+    """
+    env = [(AXIS, m)]
+    p0 = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:],
+                                                               np.asarray(a).dtype), problem)
+    key = jax.ShapeDtypeStruct((2,), np.uint32)
+    _, st = jax.make_jaxpr(lambda p, k: solver.init(p, p.x0, p.y0, jax.random.wrap_key_data(k)),
+                           axis_env=env, return_shape=True)(p0, key)
+    jx = jax.make_jaxpr(lambda p, s, k: solver.step(p, s, jax.random.wrap_key_data(k), mix),
+                        axis_env=env)(p0, st, key)
+    rounds, nbytes = _count(jx.jaxpr, m)
+    return dict(rounds=rounds, bytes=nbytes)
+
+
 def _to_float(v):
     v = float(v)
     return None if math.isnan(v) else v
@@ -188,12 +244,13 @@ def run_distributed(problem, solver, mix, *, steps: int, seeds: Sequence[int] = 
                     n_evals: int = 20, evaluate: Callable | None = None,
                     writer: Callable[[list[dict]], None] | None = None,
                     labels: dict | None = None, run_id: str | None = None,
-                    comm_bytes_per_step: float = 0.0, on_eval: Callable | None = None,
+                    comm_bytes_per_step: float | None = None, on_eval: Callable | None = None,
                     keep_iterates: bool = False) -> dict:
     """Run ``solver`` on the stacked ``problem`` with one agent per process.
 
     Must be called by every process (after :func:`initialize`) with identical arguments.
-    ``evaluate(problem, xs, ys) -> dict`` computes metrics from the gathered per-agent
+    ``comm_bytes_per_step``: bytes the network sends per step (default: read off the step's
+    jaxpr by :func:`count_communication`). ``evaluate(problem, xs, ys) -> dict`` computes metrics from the gathered per-agent
     parameters (e.g. at the network average); ``consensus`` is always added. Rows go to
     ``writer`` on process 0 only. ``on_eval(step)`` is called on every process after each
     evaluation point (used for progress messages and fault injection in tests).
@@ -208,6 +265,8 @@ def run_distributed(problem, solver, mix, *, steps: int, seeds: Sequence[int] = 
     if lead != {m}:
         raise ValueError(f"the problem is stacked over {sorted(lead)} agents but the run has "
                          f"{m} processes; they must agree")
+    if comm_bytes_per_step is None:
+        comm_bytes_per_step = count_communication(solver, problem, mix, m)["bytes"]
     me = jax.process_index()
     run_id = run_id or uuid.uuid4().hex[:8]
     base = dict(run_id=run_id, solver=solver.name, problem=problem.name,
