@@ -194,16 +194,18 @@ def cmd_agent(args) -> int:
                     agents=m, steps=args.steps, solver=args.solver, problem=args.problem)
         (out / "meta.json").write_text(json.dumps(meta))
         if args.save_iterates:
-            import numpy as np
-            arrs = {}
-            for seed, traj in res["iterates"].items():
-                import jax
-                for step, xs in traj:
-                    for i, leaf in enumerate(jax.tree_util.tree_leaves(xs)):
-                        arrs[f"seed{seed}_step{step}_leaf{i}"] = np.asarray(leaf)
-            np.savez(out / "iterates.npz", **arrs)
+            _save_iterates(out / "iterates.npz", res["iterates"])
     print(f"[htbo-agent {me}] done", flush=True)
     return 0
+
+
+def _save_iterates(path, iterates) -> None:
+    """``seed{S}_step{T}_leaf{I}``: leaf I of all agents' x at step T of seed S."""
+    import jax
+    import numpy as np
+    np.savez(path, **{f"seed{seed}_step{step}_leaf{i}": np.asarray(leaf)
+                      for seed, traj in iterates.items() for step, xs in traj
+                      for i, leaf in enumerate(jax.tree_util.tree_leaves(xs))})
 
 
 def main(argv=None) -> int:
