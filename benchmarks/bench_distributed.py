@@ -9,6 +9,7 @@ iteration and per communication round (= per iteration / ``comm_per_step``).
     PYTHONPATH=src python benchmarks/bench_distributed.py --agents 2,4,8 --steps 400
     PYTHONPATH=src python benchmarks/bench_distributed.py --factory htbo.decentralized.cli:registry_spec \
         --problem NAME --solver NAME --hp eta_x=0.05
+    PYTHONPATH=src python benchmarks/bench_distributed.py --hp dim=100000   # bigger messages
 """
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ def simulated_time(spec, steps, reps=3):
     chunk = dist.agent_chunk(solver, spec["mix"], steps)
     fn = jax.jit(jax.vmap(chunk, in_axes=(0, 0, None), out_axes=(0, None), axis_name="agents"))
     pair = jax.random.split(jax.random.key(0))
-    init = jax.jit(jax.vmap(lambda p, x0, y0, k: solver.init(p, x0, y0, jax.random.wrap_key_data(k)),
-                            in_axes=(0, 0, 0, None), axis_name="agents"))
+    init = jax.jit(jax.vmap(
+        lambda p, x0, y0, k: solver.init(p, x0, y0, jax.random.wrap_key_data(k)),
+        in_axes=(0, 0, 0, None), axis_name="agents"))
     kd = [jax.random.key_data(k) for k in pair]
     st = init(prob, jnp.asarray(prob.x0), jnp.asarray(prob.y0), kd[0])
     t0 = time.perf_counter()
@@ -79,19 +81,24 @@ def main():
     factory = load_factory(args.factory)
     print(f"# {args.solver} on {args.problem}, {args.network}, {args.steps} steps, "
           f"jax {jax.__version__}, {os.cpu_count()} CPUs")
-    print("| agents | mode | ms / iteration | ms / comm round | compile s | launch wall s |")
-    print("|---|---|---|---|---|---|")
+    print("| agents | mode | ms / iteration | ms / comm round | network MB / iteration "
+          "| compile s | launch wall s |")
+    print("|---|---|---|---|---|---|---|")
     for m in [int(a) for a in args.agents.split(",")]:
         spec = factory(agents=m, problem=args.problem, solver=args.solver, noise=None,
                        network=args.network, hp=_parse_hp(args.hp))
         comm = max(1, spec["solver"].comm_per_step)
+        mb = 1e-6 * dist.count_communication(spec["solver"], spec["problem"], spec["mix"],
+                                             m)["bytes"]
         run_s, comp_s, wall = distributed_time(args, m, args.steps)
         it = 1e3 * run_s / args.steps
-        print(f"| {m} | distributed | {it:.3f} | {it / comm:.3f} | {comp_s:.2f} | {wall:.1f} |",
+        print(f"| {m} | distributed | {it:.3f} | {it / comm:.3f} | {mb:.3g} | {comp_s:.2f} "
+              f"| {wall:.1f} |",
               flush=True)
         sim_s, sim_c = simulated_time(spec, args.steps)
         it = 1e3 * sim_s / args.steps
-        print(f"| {m} | simulated | {it:.3f} | {it / comm:.3f} | {sim_c:.2f} | - |", flush=True)
+        print(f"| {m} | simulated | {it:.3f} | {it / comm:.3f} | {mb:.3g} | {sim_c:.2f} | - |",
+              flush=True)
 
 
 if __name__ == "__main__":

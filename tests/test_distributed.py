@@ -55,8 +55,8 @@ def ring_mix(m):
     return mix
 
 
-def _targets(m):
-    return np.arange(m * D, dtype=np.float32).reshape(m, D) / (m * D)
+def _targets(m, d=D):
+    return np.arange(m * d, dtype=np.float32).reshape(m, d) / (m * d)
 
 
 def gossip_solver():
@@ -73,12 +73,13 @@ def gossip_solver():
 
 
 def gossip_spec(agents, problem, solver, noise=None, network="ring", hp=None, seed=0):
-    """Spec factory used by the agent processes (``--factory test_distributed:gossip_spec``)."""
-    m = agents
-    b = _targets(m)
+    """Spec factory used by the agent processes (``--factory test_distributed:gossip_spec``);
+    ``hp={"dim": d}`` sets the dimension (default D; the benchmark uses larger ones)."""
+    m, d = agents, int((hp or {}).get("dim", D))
+    b = _targets(m, d)
     prob = BilevelProblem(f=lambda x, y, d: 0.5 * jnp.sum((x - d) ** 2),
                           g=lambda x, y, d: 0.5 * jnp.sum((y - x) ** 2),
-                          x0=np.ones((m, D), np.float32), y0=np.zeros((m, D), np.float32),
+                          x0=np.ones((m, d), np.float32), y0=np.zeros((m, d), np.float32),
                           data_f=b, name="gossip-quadratic")
 
     def evaluate(p, xs, ys):
