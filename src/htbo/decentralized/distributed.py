@@ -250,8 +250,9 @@ def run_distributed(problem, solver, mix, *, steps: int, seeds: Sequence[int] = 
 
     Must be called by every process (after :func:`initialize`) with identical arguments.
     ``comm_bytes_per_step``: bytes the network sends per step (default: read off the step's
-    jaxpr by :func:`count_communication`). ``evaluate(problem, xs, ys) -> dict`` computes metrics from the gathered per-agent
-    parameters (e.g. at the network average); ``consensus`` is always added. Rows go to
+    jaxpr by :func:`count_communication`). ``evaluate(problem, xs, ys) -> dict`` computes
+    metrics from the gathered per-agent parameters (e.g. at the network average);
+    ``consensus`` is always added. Rows go to
     ``writer`` on process 0 only. ``on_eval(step)`` is called on every process after each
     evaluation point (used for progress messages and fault injection in tests).
     Returns ``dict(rows, compile_s, run_s, iterates)`` (``iterates``: per seed, a list of
