@@ -1,0 +1,143 @@
+"""A supervising launcher: n local agent processes, one clear line when one dies.
+
+:func:`launch` starts ``n_agents`` processes of ``python -m htbo.decentralized.cli agent
+...`` on this machine (coordinator on 127.0.0.1 at a free port, one CPU device each, the
+``HTBO_*`` variables of :mod:`htbo.decentralized.distributed`), writes each agent's output to
+``OUT/logs/agent-K.log`` and watches them. As soon as one exits non-zero (or the time limit
+passes) it stops the others (SIGTERM, then SIGKILL after a grace period) and raises
+:class:`AgentFailed` whose message is one line: which agent, exit code, last step reached,
+log path. It never waits longer than ``timeout_s`` plus the grace period.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .distributed import ENV
+
+__all__ = ["launch", "AgentFailed", "free_port", "last_step"]
+
+STEP_RE = re.compile(r"^\[htbo-agent \d+\] step (\d+)", re.M)
+
+
+class AgentFailed(RuntimeError):
+    """A distributed run failed; ``agent`` (None on timeout), ``code``, ``step``, ``log``."""
+
+    def __init__(self, message, agent=None, code=None, step=None, log=None):
+        super().__init__(message)
+        self.agent, self.code, self.step, self.log = agent, code, step, log
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def last_step(log: Path) -> int | None:
+    """The last step an agent reported in its log (``[htbo-agent K] step N`` lines)."""
+    try:
+        found = STEP_RE.findall(Path(log).read_text(errors="replace"))
+    except OSError:
+        return None
+    return int(found[-1]) if found else None
+
+
+def _agent_env(k: int, n: int, port: int, heartbeat_s: int, extra: dict | None) -> dict:
+    import htbo
+    env = dict(os.environ)
+    src = str(Path(htbo.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([src] + [p for p in env.get("PYTHONPATH", "").split(
+        os.pathsep) if p])
+    env["XLA_FLAGS"] = " ".join([f for f in env.get("XLA_FLAGS", "").split()
+                                 if "device_count" not in f]
+                                + ["--xla_force_host_platform_device_count=1"])
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    env.update({ENV["coordinator"]: f"127.0.0.1:{port}", ENV["num_processes"]: str(n),
+                ENV["process_id"]: str(k), ENV["heartbeat_s"]: str(heartbeat_s)})
+    env.update(extra or {})
+    return env
+
+
+def _stop(procs, grace_s: float) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def launch(n_agents: int, worker_args: Sequence[str], out_dir, *, timeout_s: float = 600.0,
+           heartbeat_s: int = 10, grace_s: float = 5.0, poll_s: float = 0.1,
+           env: dict | None = None, python: str = sys.executable, quiet: bool = False) -> Path:
+    """Run ``n_agents`` local agent processes with ``worker_args`` (after ``agent``).
+
+    Returns the output directory when every agent exited 0; otherwise stops the rest and
+    raises :class:`AgentFailed` (one-line message). ``env``: extra environment variables.
+    """
+    if isinstance(n_agents, bool) or not isinstance(n_agents, int) or n_agents < 1:
+        raise ValueError(f"n_agents must be a positive integer, got {n_agents!r}")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    out = Path(out_dir)
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [python, "-m", "htbo.decentralized.cli", "agent", *worker_args, "--out", str(out)]
+    procs, files = [], []
+    try:
+        for k in range(n_agents):
+            f = open(logs / f"agent-{k}.log", "w")
+            files.append(f)
+            procs.append(subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
+                                          env=_agent_env(k, n_agents, port, heartbeat_s, env),
+                                          start_new_session=True))
+        start = time.monotonic()
+        while True:
+            codes = [p.poll() for p in procs]
+            bad = [k for k, c in enumerate(codes) if c not in (None, 0)]
+            if bad:
+                # the first to die is the cause; peers blocked in a collective with it fail
+                # right after (within one poll): its log stopped changing first
+                k = min(bad, key=lambda i: _exit_order(logs / f"agent-{i}.log"))
+                _stop(procs, grace_s)
+                log = logs / f"agent-{k}.log"
+                step = last_step(log)
+                at = f"after step {step}" if step is not None else "before its first step"
+                raise AgentFailed(f"htbo launch: agent {k} of {n_agents} exited with code "
+                                  f"{codes[k]} {at}; stopped the other agents; log: {log}",
+                                  k, codes[k], step, log)
+            if all(c == 0 for c in codes):
+                if not quiet:
+                    print(f"htbo launch: {n_agents} agents finished; results in {out}")
+                return out
+            if time.monotonic() - start > timeout_s:
+                _stop(procs, grace_s)
+                steps = [last_step(logs / f"agent-{i}.log") for i in range(n_agents)]
+                raise AgentFailed(f"htbo launch: time limit {timeout_s:g}s reached (last "
+                                  f"steps per agent: {steps}); stopped all agents; logs: {logs}")
+            time.sleep(poll_s)
+    finally:
+        _stop(procs, grace_s)
+        for f in files:
+            f.close()
+
+
+def _exit_order(log: Path) -> int:
+    """Modification time of an agent's log: the agent that died first stopped writing first."""
+    try:
+        return log.stat().st_mtime_ns
+    except OSError:
+        return 1 << 62
