@@ -11,7 +11,6 @@ from htbo.decentralized.topology import (TOPOLOGIES, check_mixing_matrix, comple
                                          edge_coloring, erdos_renyi, exponential, ring, star,
                                          torus)
 from htbo.schedules import exponential as exp_decay
-from htbo.tuning import best_of_grid
 
 # expected neighbour counts (degree) per topology, m agents
 CASES = [(ring(8), [2] * 8), (torus(4, 4), [4] * 16), (exponential(8), [5] * 8),
@@ -111,11 +110,12 @@ def test_penalty_route_finds_the_right_x_on_a_pl_nonconvex_lower_level():
 
 @pytest.mark.parametrize("name", sorted(TOPOLOGIES))
 def test_default_step_sizes_are_stable_on_every_topology(name):
-    """The defaults of every method (noise off) stay finite and improve on 8 agents."""
+    """The defaults (noise off) stay finite and improve on 8 agents. Normalized and clipped
+    steps are bounded by construction; the unnormalized methods are the ones at risk."""
     p = decentralized_quadratic(m=8)
     W = parse_network(f"{name}:8")
-    for solver in ("dnsvrb", "dsvrb", "dsvrb-clip", "dsgd-bilevel"):
-        res = run_network(p, make_dec_solver(solver), W, steps=400, seeds=[0], n_evals=1)
+    for solver in ("dsvrb", "dsgd-bilevel"):
+        res = run_network(p, make_dec_solver(solver), W, steps=300, seeds=[0], n_evals=1)
         assert res.nonfinite is None
         assert res.rows[-1]["grad_norm"] < res.rows[0]["grad_norm"], (solver, res.rows)
 
@@ -124,27 +124,21 @@ def test_unstable_unnormalized_steps_diverge_with_a_clear_message():
     p = decentralized_quadratic(m=8)
     s = make_dec_solver("dsvrb", eta_x=2.0, eta_y=2.0, eta_z=2.0)
     with pytest.raises(htbo.NonFiniteError, match="non-finite .* at step"):
-        run_network(p, s, ring(8), steps=3000, seeds=[0], n_evals=5)
+        run_network(p, s, ring(8), steps=1000, seeds=[0], n_evals=2)
 
 
 def test_normalized_method_beats_unnormalized_baselines_under_stable_noise():
     """8 agents on a ring, decentralized quadratic (κ = 2), α-stable(1.5) noise of scale 1 on
-    every oracle call, λ = 10, 12,000 SFO per agent, seeds 0–4; every method its best x-step
+    every oracle call, λ = 10, 6,000 SFO per agent, seeds 0–4; every method its best x-step
     from a grid (inner steps 0.05 for all; STORM β = 0.1 for the VR methods)."""
     p = decentralized_quadratic(m=8).replace(noise=htbo.parse_noise("stable:1.5"))
     W = ring(8)
-    from htbo.decentralized.simulate import as_network_solver, network_metrics
-
-    class Net:  # adapt run_network to best_of_grid's interface through htbo.run
-        pass
 
     def tuned(name, etas, **hp):
-        def make(eta):
-            return make_dec_solver(name, eta_x=eta, **hp)
         out = []
         for eta in etas:
-            s = make(eta)
-            steps = 12_000 // s.sfo_per_step
+            s = make_dec_solver(name, eta_x=eta, **hp)
+            steps = 6_000 // s.sfo_per_step
             res = run_network(p, s, W, steps=steps, seeds=range(5), n_evals=1,
                               on_nonfinite="stop")
             out.append((eta, float(np.median(res.final("grad_norm")))))
