@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from .base import BilevelProblem, validate_problem, with_noise
 from .l2reg import l2reg
+from .dro import dro
+from .minimax import minimax_problem, minimax_quadratic
 from .quadratic import quadratic, quadratic_data
 
 # name -> constructor taking keyword arguments
@@ -10,6 +12,8 @@ PROBLEMS = {
     "quadratic": quadratic,
     "quadratic-data": quadratic_data,
     "l2reg": l2reg,
+    "minimax-quadratic": minimax_quadratic,
+    "dro": dro,
 }
 
 
@@ -31,5 +35,5 @@ def make_problem(name: str, noise=None, **kwargs) -> BilevelProblem:
     return with_noise(problem, noise) if noise is not None else problem
 
 
-__all__ = ["BilevelProblem", "validate_problem", "with_noise", "quadratic", "quadratic_data",
+__all__ = ["minimax_problem", "minimax_quadratic", "dro", "BilevelProblem", "validate_problem", "with_noise", "quadratic", "quadratic_data",
            "l2reg", "PROBLEMS", "make_problem", "register_problem"]

@@ -45,15 +45,16 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def split_standardize(X, t, fractions=(0.5, 0.25, 0.25), seed: int = 0):
-    """Shuffle by ``seed``, split into train/val/test by ``fractions`` and standardize every
+    """Shuffle by ``seed``, split by ``fractions`` (train first) and standardize every
     split with the training mean and standard deviation (constant features keep scale 1)."""
     fractions = tuple(float(v) for v in fractions)
-    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
-        raise ValueError(f"fractions must be 3 positive numbers summing to 1, got {fractions}")
+    if len(fractions) < 2 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(f"fractions must be 2 or more positive numbers summing to 1, got "
+                         f"{fractions}")
     n = len(t)
     perm = np.random.default_rng(seed).permutation(n)
-    n_tr, n_va = int(round(fractions[0] * n)), int(round(fractions[1] * n))
-    parts = np.split(perm, [n_tr, n_tr + n_va])
+    cuts = np.round(np.cumsum(fractions[:-1]) * n).astype(int)
+    parts = np.split(perm, cuts)
     if min(len(p) for p in parts) == 0:
         raise ValueError(f"fractions {fractions} leave an empty split of {n} samples")
     mean, std = X[parts[0]].mean(0), X[parts[0]].std(0)

@@ -7,6 +7,9 @@ from .base import Solver, Update, clipped, normalized, plain
 from .f2ba import f2ba
 from .f2sa import f2sa
 from .n2sba import n2sba
+from .n2sgda import n2sgda
+from .sgda import sgda
+from .sgdmax import sgdmax
 from .soba import soba
 from .stocbio import stocbio
 
@@ -19,6 +22,12 @@ SOLVERS = {
     "soba": soba,
     "clipped-f2sa": partial(f2sa, clip=1.0),
     "clipped-soba": partial(soba, clip=1.0),
+    # minimax (problems built with htbo.problems.minimax_problem)
+    "n2sgda": n2sgda,
+    "sgda": sgda,
+    "sgdmax": sgdmax,
+    "clipped-sgda": partial(sgda, clip=1.0),
+    "nsgda-m": partial(sgda, momentum=0.9),
 }
 
 
@@ -40,4 +49,4 @@ def make_solver(name: str, **hparams) -> Solver:
 
 
 __all__ = ["Solver", "Update", "plain", "normalized", "clipped", "n2sba", "f2sa", "f2ba",
-           "stocbio", "soba", "SOLVERS", "make_solver", "register_solver"]
+           "stocbio", "soba", "n2sgda", "sgda", "sgdmax", "SOLVERS", "make_solver", "register_solver"]

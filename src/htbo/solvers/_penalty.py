@@ -32,7 +32,7 @@ class PenaltyState(NamedTuple):
     t: Any  # outer iteration counter
 
 
-def _inner(problem, direction, v, key, steps: int, lr, normalize: bool):
+def inner_loop(problem, direction, v, key, steps: int, lr, normalize: bool):
     """``steps`` (warm-started) steps ``v ← P(v − lr·d)``, fresh samples each."""
     project = problem.project_y or (lambda y: y)
 
@@ -50,7 +50,7 @@ def penalty_directions(problem, x, y, z, key, *, lam, alpha, tau, inner_steps: i
                        inner_normalized: bool):
     """Run both inner loops, return ``(h, y, z)`` with h the penalty hypergradient estimate."""
     kz, ky, kf, kg1, kg2 = jax.random.split(key, 5)
-    z = _inner(problem, lambda v, k: grad_g_y(problem, x, v, k, batch_in),
+    z = inner_loop(problem, lambda v, k: grad_g_y(problem, x, v, k, batch_in),
                z, kz, inner_steps, alpha, inner_normalized)
 
     def dir_y(v, k):
@@ -58,7 +58,7 @@ def penalty_directions(problem, x, y, z, key, *, lam, alpha, tau, inner_steps: i
         return tree_axpy(1.0 / lam, grad_f_y(problem, x, v, k1, batch_in),
                          grad_g_y(problem, x, v, k2, batch_in))
 
-    y = _inner(problem, dir_y, y, ky, inner_steps, tau, inner_normalized)
+    y = inner_loop(problem, dir_y, y, ky, inner_steps, tau, inner_normalized)
     fx, _ = grad_f(problem, x, y, kf, batch_out)
     gxy = grad_g_x(problem, x, y, kg1, batch_out)
     gxz = grad_g_x(problem, x, z, kg1 if shared_samples else kg2, batch_out)
@@ -92,4 +92,4 @@ def penalty_solver(name: str, update: Update, *, eta, lam, alpha, tau, inner_ste
                   dict(hparams, update=update.label))
 
 
-__all__ = ["PenaltyState", "penalty_directions", "penalty_solver"]
+__all__ = ["PenaltyState", "inner_loop", "penalty_directions", "penalty_solver"]

@@ -1,0 +1,50 @@
+"""Nested-loop minimax machinery shared by N²SGDA and SGDmax (ALGORITHMS.md §5).
+
+``min_x max_y f`` is stored as the bilevel problem with ``g = −f``; one outer step is::
+
+    repeat K:  y ← P_Y(y + τ ∇_y F(x, y; ξ_B))        (= y − τ ∇_y G; warm start)
+    h = ∇_x F(x, y; ξ'_B)
+    x ← x − update(h)
+
+SFO per step: ``K·B_in + B_out``.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ..oracles import grad_f_x, grad_g_y, tree_sub
+from ..schedules import as_schedule, check_batch, check_positive
+from ._penalty import inner_loop
+from .base import Solver, Update
+
+
+class NestedState(NamedTuple):
+    x: Any
+    y: Any
+    u: Any
+    t: Any
+
+
+def nested_minimax(name: str, update: Update, *, eta, tau, inner_steps: int, batch_in: int,
+                   batch_out: int, inner_normalized: bool, hparams: dict) -> Solver:
+    check_positive("eta", eta, name)
+    check_positive("tau", tau, name)
+    for k, v in (("inner_steps", inner_steps), ("batch_in", batch_in), ("batch_out", batch_out)):
+        check_batch(k, v, name)
+    eta_s, tau_s = as_schedule(eta), as_schedule(tau)
+
+    def init(problem, x0, y0, key=None):
+        return NestedState(x0, y0, update.init(x0), jnp.zeros((), jnp.int32))
+
+    def step(problem, s: NestedState, key):
+        ky, kx = jax.random.split(key)
+        y = inner_loop(problem, lambda v, k: grad_g_y(problem, s.x, v, k, batch_in), s.y, ky,
+                       inner_steps, tau_s(s.t), inner_normalized)
+        dx, u = update.apply(grad_f_x(problem, s.x, y, kx, batch_out), s.u, eta_s(s.t))
+        return NestedState(tree_sub(s.x, dx), y, u, s.t + 1)
+
+    return Solver(name, init, step, inner_steps * batch_in + batch_out, 0,
+                  lambda s: (s.x, s.y), dict(hparams, update=update.label))
