@@ -179,11 +179,14 @@ def run(problem: BilevelProblem, solver: Solver, *, steps: int, seeds: Sequence[
             run_s += time.perf_counter() - t0
             ok = np.asarray(ok)
             if not ok.all():
-                i = int(np.argmin(ok))
-                st_i = jax.tree_util.tree_map(lambda a: a[i], states)
-                flags = np.asarray(jax.jit(replay, static_argnums=3)(problem, st_i, keys[i], n))
-                bad = done + int(np.argmin(flags)) + 1
-                nonfinite = dict(seed=seeds[i], step=bad)
+                first = []  # (first bad step, seed) of every failing seed; report the earliest
+                for i in np.flatnonzero(~ok):
+                    st_i = jax.tree_util.tree_map(lambda a: a[i], states)
+                    flags = np.asarray(jax.jit(replay, static_argnums=3)(problem, st_i,
+                                                                         keys[i], n))
+                    first.append((done + int(np.argmin(flags)) + 1, seeds[i]))
+                bad, seed = min(first)
+                nonfinite = dict(seed=seed, step=bad)
                 break
             states, keys, done = new_states, new_keys, m
             emit(done, ev(clean, states))
