@@ -181,7 +181,7 @@ def cmd_agent(args) -> int:
             spec["problem"], spec["solver"], spec["mix"], steps=args.steps,
             seeds=_seeds(args.seeds), n_evals=args.n_evals, evaluate=spec.get("evaluate"),
             writer=writer if me == 0 else None,
-            labels=dict(network=f"{name}:{m}", **spec.get("labels", {})),
+            labels={**spec.get("labels", {}), "network": f"{name}:{m}"},
             comm_bytes_per_step=spec.get("comm_bytes_per_step"), on_eval=on_eval,
             keep_iterates=args.save_iterates)
     except Exception as e:  # typically a collective failing because a peer died

@@ -282,7 +282,10 @@ def run_distributed(problem, solver, mix, *, steps: int, seeds: Sequence[int] = 
     compiled: dict[int, Any] = {}
     compile_s = run_s = 0.0
     rows, iterates = [], {}
-    comm = getattr(solver, "comm_per_step", 0)
+    # per agent, as in the simulated mode: exchange rounds (mixing calls × edge colours)
+    # and bytes (the network's total / m)
+    comm = getattr(solver, "comm_per_step", 0) * getattr(mix, "rounds", 1)
+    bytes_per_agent = comm_bytes_per_step / m
     for seed in seeds:
         pair = jax.random.split(jax.random.key(int(seed)))
         ikey, key = (to_global(mesh, jax.random.key_data(k), sharded=False) for k in pair)
@@ -298,7 +301,7 @@ def run_distributed(problem, solver, mix, *, steps: int, seeds: Sequence[int] = 
                 return
             r = dict(base, seed=int(seed), step=step, sfo=step * solver.sfo_per_step,
                      hvp=step * getattr(solver, "hvp_per_step", 0), time_s=t_run,
-                     comm_rounds=step * comm, bytes_sent=step * comm_bytes_per_step,
+                     comm_rounds=step * comm, bytes_sent=step * bytes_per_agent,
                      consensus=consensus_error(xs))
             if evaluate is not None:
                 r.update({k: _to_float(np.asarray(v)) for k, v in
