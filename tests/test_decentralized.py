@@ -152,3 +152,27 @@ def test_normalized_method_beats_unnormalized_baselines_under_stable_noise():
     }
     med = {k: v[0][1] for k, v in best.items()}
     assert med["dnsvrb"] < 0.8 * med["dsvrb"] and med["dnsvrb"] < 0.8 * med["dsgd-bilevel"], best
+
+
+def test_iid_split_is_a_disjoint_equal_partition():
+    from htbo.decentralized.problems import split_iid
+    data = {"a": np.arange(103.0)[:, None] * np.ones((1, 2)), "t": np.arange(103)}
+    parts = split_iid(data, 4, seed=1)
+    assert parts["a"].shape == (4, 25, 2) and parts["t"].shape == (4, 25)
+    flat = np.asarray(parts["t"]).ravel()
+    assert len(set(flat)) == 100  # disjoint
+    np.testing.assert_array_equal(np.asarray(parts["a"])[..., 0], np.asarray(parts["t"]))
+
+
+def test_dirichlet_split_skews_labels_as_alpha_shrinks():
+    from htbo.decentralized.problems import split_dirichlet
+    labels = np.repeat(np.arange(10), 100)
+    data = {"t": labels}
+
+    def mean_max_share(alpha):
+        parts = np.asarray(split_dirichlet(data, labels, 8, alpha, seed=0)["t"])
+        return np.mean([np.bincount(p, minlength=10).max() / len(p) for p in parts])
+    skewed, mild = mean_max_share(0.05), mean_max_share(100.0)
+    assert skewed > 0.7 and mild < 0.25, (skewed, mild)
+    with pytest.raises(ValueError, match="alpha"):
+        split_dirichlet(data, labels, 8, 0.0)

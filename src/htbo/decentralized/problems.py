@@ -15,7 +15,8 @@ import numpy as np
 from ..problems.base import BilevelProblem
 from ..problems.quadratic import _phi_hessian, closed_forms, quadratic_matrices
 
-__all__ = ["decentralized_quadratic", "decentralized_pl", "agent_slice", "DEC_PROBLEMS"]
+__all__ = ["decentralized_quadratic", "decentralized_pl", "agent_slice", "split_iid",
+           "split_dirichlet", "DEC_PROBLEMS"]
 
 
 def agent_slice(problem: BilevelProblem, i: int = 0) -> BilevelProblem:
@@ -98,6 +99,45 @@ def decentralized_pl(m: int = 8, dim: int = 5, rho: float = 0.5, heterogeneity: 
                           data_f=data_f, data_g=data_g, y_star=lambda x: Mj @ x, phi=phi,
                           grad_phi=lambda x: Mj.T @ (Mj @ x - bbar) + rho * x,
                           name="dpl", info=dict(m=m, rho=rho))
+
+
+def split_iid(data, agents: int, seed: int = 0):
+    """Shuffle and split a data pytree (leading sample axis) into ``agents`` equal parts,
+    stacked on a new leading axis (the remainder is dropped)."""
+    n = jax.tree_util.tree_leaves(data)[0].shape[0]
+    per = n // agents
+    if per < 1:
+        raise ValueError(f"{n} samples cannot be split across {agents} agents")
+    idx = np.random.default_rng(seed).permutation(n)[: per * agents].reshape(agents, per)
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[idx]), data)
+
+
+def split_dirichlet(data, labels, agents: int, alpha: float, seed: int = 0):
+    """Heterogeneous split: agent i's label proportions ~ Dirichlet(α) (small α = very
+    skewed). Each agent gets ``n // agents`` samples, drawn without replacement from each
+    label's pool while it lasts (then with replacement), stacked on a leading axis."""
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    labels = np.asarray(labels)
+    n = len(labels)
+    per = n // agents
+    if per < 1:
+        raise ValueError(f"{n} samples cannot be split across {agents} agents")
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    pools = {c: list(rng.permutation(np.nonzero(labels == c)[0])) for c in classes}
+    rows = []
+    for _ in range(agents):
+        counts = rng.multinomial(per, rng.dirichlet(alpha * np.ones(len(classes))))
+        take = []
+        for c, k in zip(classes, counts):
+            pool = pools[c]
+            got = [pool.pop() for _ in range(min(k, len(pool)))]
+            extra = rng.choice(np.nonzero(labels == c)[0], k - len(got)) if k > len(got) else []
+            take += got + list(extra)
+        rows.append(np.asarray(take, int))
+    idx = np.stack(rows)
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[idx]), data)
 
 
 DEC_PROBLEMS = {"quadratic": decentralized_quadratic, "pl": decentralized_pl}
