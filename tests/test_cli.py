@@ -1,5 +1,4 @@
 """CLI: the README's demo path, compare output files, clear errors for bad input."""
-import json
 import math
 import os
 

@@ -7,7 +7,7 @@ import pytest
 import htbo
 from htbo.problems import quadratic, quadratic_data
 from htbo.schedules import exponential, linear_growth
-from htbo.solvers import SOLVERS, make_solver
+from htbo.solvers import make_solver
 
 # Noise-free settings on quadratic(dim_x=5, dim_y=5, κ=2) in float64 (start ‖∇φ‖ = 17.9).
 # Penalty methods: the hypergradient bias is ≈ 18/λ here, so λ = 1e5 (fixed, or grown

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from ...oracles import (grad_f, grad_g, grad_g_y, hvp_both_g, tree_add, tree_axpy, tree_clip,
-                        tree_normalize, tree_scale, tree_sub)
+                        tree_normalize, tree_sub)
 from ...schedules import as_schedule, check_batch, check_positive
 
 __all__ = ["DecSolver", "DecState", "dnsvrb"]
