@@ -53,7 +53,7 @@ def split_standardize(X, t, fractions=(0.5, 0.25, 0.25), seed: int = 0):
                          f"{fractions}")
     n = len(t)
     perm = np.random.default_rng(seed).permutation(n)
-    cuts = np.round(np.cumsum(fractions[:-1]) * n).astype(int)
+    cuts = np.cumsum([int(round(f * n)) for f in fractions[:-1]])  # each split rounded
     parts = np.split(perm, cuts)
     if min(len(p) for p in parts) == 0:
         raise ValueError(f"fractions {fractions} leave an empty split of {n} samples")
