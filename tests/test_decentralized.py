@@ -6,7 +6,7 @@ import pytest
 
 import htbo
 from htbo.decentralized import (decentralized_pl, decentralized_quadratic, make_dec_solver,
-                                make_mixer, parse_network, run_network, spectral_gap)
+                                make_dense_mixer, make_mixer, parse_network, run_network, spectral_gap)
 from htbo.decentralized.topology import (TOPOLOGIES, check_mixing_matrix, complete,
                                          edge_coloring, erdos_renyi, exponential, ring, star,
                                          torus)
@@ -70,6 +70,8 @@ def test_ppermute_mixer_equals_w_times_x_under_vmap(name):
     out = jax.vmap(make_mixer(W), axis_name="agents")(X)
     np.testing.assert_allclose(np.asarray(out["a"]), W @ np.asarray(X["a"]), atol=1e-5)
     np.testing.assert_allclose(np.asarray(out["b"]), W @ np.arange(10.0), atol=1e-5)
+    dense = jax.vmap(make_dense_mixer(W), axis_name="agents")(X)
+    np.testing.assert_allclose(np.asarray(dense["a"]), W @ np.asarray(X["a"]), atol=1e-5)
 
 
 def _decay(v):
