@@ -42,9 +42,7 @@ def parse_value(text: str):
         fn, (lo, hi) = makers[kind]
         if not lo <= len(vals) <= hi:
             raise ValueError(f"bad schedule {text!r}: {kind} takes {lo} to {hi} numbers")
-        sched = fn(*vals)
-        sched.__name__ = t  # shows up in histories
-        return _Named(sched, t)
+        return _Named(fn(*vals), t)  # prints as the text it came from (histories, tables)
     try:
         return int(t)
     except ValueError:
