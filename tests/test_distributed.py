@@ -105,7 +105,7 @@ def dense_reference(m, steps, seed):
 def _launch(tmp, m, steps, extra=(), timeout=90.0):
     args = ["--factory", "test_distributed:gossip_spec", "--problem", "gossip",
             "--solver", "gossip", "--network", f"ring:{m}", "--steps", str(steps),
-            "--n-evals", str(steps), "--seeds", "5", *extra]
+            "--n-evals", str(steps), "--seeds", "5-5", *extra]
     env = {"PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)])}
     return launch(m, args, tmp, timeout_s=timeout, heartbeat_s=5, env=env, quiet=True)
 
@@ -214,7 +214,7 @@ def test_dnsvrb_distributed_equals_simulated_step_by_step(tmp_path):
     m, steps, seed = 4, 50, 7
     args = ["--problem", "quadratic", "--solver", "dnsvrb", "--network", f"ring:{m}",
             "--noise", "stable:1.5", "--steps", str(steps), "--n-evals", str(steps),
-            "--seeds", str(seed), "--hp", "beta=0.5", "--save-iterates"]
+            "--seeds", f"{seed}-{seed}", "--hp", "beta=0.5", "--save-iterates"]
     out = launch(m, args, tmp_path, timeout_s=150, heartbeat_s=5,
                  env={"PYTHONPATH": str(SRC)}, quiet=True)
     its = np.load(out / "iterates.npz")

@@ -19,6 +19,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..parsing import parse_assignments, parse_seeds
+
 __all__ = ["configure", "main", "load_factory", "registry_spec"]
 
 DEFAULT_FACTORY = "htbo.decentralized.cli:registry_spec"
@@ -39,35 +41,11 @@ def registry_spec(agents, problem, solver, noise=None, network="ring", hp=None, 
 
 
 def _parse_hp(items):
-    try:
-        from ..cli import parse_assignments
-    except ImportError:  # standalone use without the main CLI
-        def parse_assignments(its, what):
-            out = {}
-            for it in its or []:
-                if "=" not in it:
-                    raise ValueError(f"{what}: expected KEY=VALUE, got {it!r}")
-                k, v = it.split("=", 1)
-                try:
-                    v = float(v) if any(c in v for c in ".e") else int(v)
-                except ValueError:
-                    pass
-                out[k.strip().replace("-", "_")] = v
-            return out
     return parse_assignments(items, "--hp")
 
 
 def _seeds(text: str) -> list[int]:
-    out = []
-    for part in str(text).split(","):
-        if "-" in part[1:]:
-            a, b = part.split("-", 1)
-            out += list(range(int(a), int(b) + 1))
-        elif part:
-            out.append(int(part))
-    if not out or len(set(out)) != len(out):
-        raise ValueError(f"--seeds must list distinct integers (e.g. 0,1,2 or 0-4), got {text!r}")
-    return out
+    return parse_seeds(text)
 
 
 def _network(text: str, agents: int | None) -> tuple[str, int]:
@@ -89,7 +67,8 @@ def _common(p):
     p.add_argument("--noise", default=None)
     p.add_argument("--network", default="ring", help="topology NAME or NAME:M (default ring)")
     p.add_argument("--steps", type=int, required=True)
-    p.add_argument("--seeds", default="0", help="e.g. 0 or 0,1,2 or 0-4 (run one after another)")
+    p.add_argument("--seeds", default="1", help="a count N (seeds 0..N-1), a list 0,3,7 or a "
+                   "range 0-4 (run one after another)")
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--n-evals", type=int, default=20)
     p.add_argument("--factory", default=DEFAULT_FACTORY, help=argparse.SUPPRESS)
