@@ -39,7 +39,7 @@ def simulated_time(spec, steps, reps=3):
     fn = jax.jit(jax.vmap(chunk, in_axes=(0, 0, None), out_axes=(0, None), axis_name="agents"))
     pair = jax.random.split(jax.random.key(0))
     init = jax.jit(jax.vmap(
-        lambda p, x0, y0, k: solver.init(p, x0, y0, jax.random.wrap_key_data(k)),
+        lambda p, x0, y0, k: solver.init(p, x0, y0, jax.random.wrap_key_data(k), solver.hp),
         in_axes=(0, 0, 0, None), axis_name="agents"))
     kd = [jax.random.key_data(k) for k in pair]
     st = init(prob, jnp.asarray(prob.x0), jnp.asarray(prob.y0), kd[0])

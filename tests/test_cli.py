@@ -1,6 +1,7 @@
 """CLI: the README's demo path, compare output files, clear errors for bad input."""
 import math
 import os
+import re
 
 import pytest
 
@@ -35,7 +36,7 @@ def test_compare_writes_history_plot_and_table(tmp_path, capsys):
     assert "| n2sba |" in table and "| soba |" in table
     assert all(m["compile_s"] > 0 and m["run_s"] > 0 for m in meta.values())
     # the eta passed on the command line reached the solver
-    assert meta["soba"]["hparams"]["eta"] == "0.02"
+    assert meta["soba"]["hparams"]["eta"] == 0.02
 
 
 def test_run_reports_divergence_and_keeps_history(tmp_path, capsys):
@@ -45,9 +46,14 @@ def test_run_reports_divergence_and_keeps_history(tmp_path, capsys):
                "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 1
-    assert "non-finite at step" in err
+    m = re.search(r"non-finite \(seed 0 at step (\d+)\)", err)
+    assert m, err
     rows = _rows(out)
     assert rows and rows[0]["step"] == 0  # what was done before the blow-up is kept
+    # the table, summary.md and the plot's legend mark the failure instead of showing the
+    # start as a "final" value
+    table = (out / "summary.md").read_text()
+    assert f"1/1: seed 0 at step {m.group(1)}" in table and "| inf |" in table
 
 
 @pytest.mark.parametrize("argv, msg", [

@@ -59,7 +59,7 @@ def _targets(m, d=D):
 
 
 def gossip_solver():
-    def init(p, x0, y0, key):
+    def init(p, x0, y0, key, hp):
         return dict(x=x0, y=y0)
 
     def step(p, st, key, mix):
@@ -223,7 +223,7 @@ def test_dnsvrb_distributed_equals_simulated_step_by_step(tmp_path):
     solver = as_network_solver(spec["solver"], spec["mix"])
     prob = spec["problem"]
     ikey, key = jax.random.split(jax.random.key(seed))  # as htbo.run and the agents do
-    state = jax.jit(solver.init)(prob, prob.x0, prob.y0, ikey)
+    state = jax.jit(solver.init)(prob, prob.x0, prob.y0, ikey, solver.hp)
     step = jax.jit(solver.step)
     for t in range(1, steps + 1):
         key, sub = jax.random.split(key)

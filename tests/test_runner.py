@@ -13,14 +13,20 @@ def _hist(res, key="grad_norm"):
     return [(r["seed"], r["step"], r[key]) for r in res.rows]
 
 
-def test_same_seed_same_history_and_seeds_are_independent_of_each_other():
+def test_same_call_is_bitwise_reproducible_and_a_seed_does_not_depend_on_its_batch():
     p = with_noise(quadratic(dim_x=3, dim_y=4), "stable:1.5")
     s = n2sba(eta=0.05, lam=10.0)
     a = htbo.run(p, s, steps=60, seeds=[0, 1, 2], n_evals=3)
-    # the same seed gives the identical history, even alone instead of inside the vmapped batch
+    # guaranteed: the same call with the same seeds gives the identical history
+    b = htbo.run(p, s, steps=60, seeds=[0, 1, 2], n_evals=3)
+    assert _hist(a) == _hist(b) and _hist(a, "phi") == _hist(b, "phi")
+    # a seed alone draws the same noise as inside a vmapped batch of seeds; XLA may reduce in
+    # another order for another batch size, so compare up to float32 rounding
     c = htbo.run(p, s, steps=60, seeds=[1], n_evals=3)
-    assert [h for h in _hist(a) if h[0] == 1] == _hist(c)
-    assert [h for h in _hist(a, "phi") if h[0] == 1] == _hist(c, "phi")
+    for key in ("grad_norm", "phi"):
+        got = np.array([h[2] for h in _hist(c, key)])
+        want = np.array([h[2] for h in _hist(a, key) if h[0] == 1])
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     # different seeds draw different noise
     finals = a.final()
     assert len(set(finals.round(7))) == 3
@@ -84,7 +90,7 @@ def test_nonfinite_iterates_stop_the_run_at_the_first_bad_step():
     # reference: the same keys as the runner (seed -> split -> per-step split), no vmap
     seed = e.value.seed
     k_init, k = jax.random.split(jax.random.key(seed))
-    st = s.init(p, p.x0, p.y0, k_init)
+    st = s.start(p, k_init)
     step = jax.jit(s.step)
     first = None
     for t in range(1, 2001):

@@ -64,7 +64,7 @@ def test_oracle_accounting_matches_an_independent_count(name, hp):
     counter = []
     p = _counting_problem(counter)
     s = make_solver(name, **hp)
-    state = s.init(p, p.x0, p.y0, jax.random.key(0))
+    state = s.start(p, jax.random.key(0))
     step = jax.jit(s.step)
     for i in range(3):
         state = step(p, state, jax.random.key(i))

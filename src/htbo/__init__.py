@@ -6,8 +6,10 @@ from .noise import Noise, parse_noise
 from .problems import BilevelProblem, make_problem, with_noise
 from .runner import NonFiniteError, RunResult, run, steps_for_budget
 from .solvers import make_solver
+from .tuning import TuneResult, tune
 
 __version__ = "0.1.0"
 
 __all__ = ["Noise", "parse_noise", "BilevelProblem", "make_problem", "with_noise", "run",
-           "RunResult", "NonFiniteError", "steps_for_budget", "make_solver", "__version__"]
+           "RunResult", "NonFiniteError", "steps_for_budget", "make_solver", "tune", "TuneResult",
+           "__version__"]

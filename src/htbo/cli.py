@@ -1,169 +1,403 @@
-"""Command-line interface: ``htbo demo | run | compare | plot | list``.
+"""Command-line interface: ``htbo demo | run | compare | tune | plot | list | launch``.
 
 Hyperparameters are ``--hp KEY=VALUE`` (``compare``: ``--hp SOLVER.KEY=VALUE``); a value is
 a number, ``true``/``false``/``none``, or a schedule: ``isqrt:V0:T0`` (V0/sqrt(1+t/T0)),
-``power:V0:T0:P`` or ``linear:START:RATE:STOP``.
+``power:V0:T0:P``, ``linear:START:RATE:STOP`` or ``exp:V0:RATE``. Grids are
+``--grid KEY=V1,V2,...`` (``compare``: ``--grid SOLVER.KEY=V1,V2``).
+
+Every run/compare/tune/demo writes into ``--out`` (refused when it already holds a run,
+unless ``--overwrite``): ``config.json`` (the command, so ``--resume DIR`` needs nothing
+else), ``runs.jsonl``, ``history.jsonl``, ``checkpoints/``, ``summary.md`` and ``plot.png``.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import math
 import os
+import signal
 import sys
 import time
+from pathlib import Path
 
-__all__ = ["main", "parse_value", "parse_assignments"]
+from .parsing import parse_assignments, parse_list, parse_seeds, parse_value
 
-
-from .parsing import parse_assignments, parse_list, parse_seeds, parse_value  # noqa: E402
-
-
-# -- commands ---------------------------------------------------------------------------------------
-def _problem(args):
-    from .problems import make_problem
-    return make_problem(args.problem, noise=args.noise,
-                        **parse_assignments(args.problem_arg, "--problem-arg"))
+__all__ = ["main", "parse_value", "parse_assignments", "parse_seeds", "build_parser"]
 
 
-def _steps(args, solver):
-    from .runner import steps_for_budget
-    if args.steps is not None:
-        if args.steps < 1:
-            raise ValueError(f"--steps must be >= 1, got {args.steps}")
-        return args.steps
-    if args.budget < 1:
-        raise ValueError(f"--budget must be >= 1, got {args.budget}")
-    return steps_for_budget(solver, args.budget)
+# -- specs: what a run directory's config.json records -------------------------------------------
+def _jsonable_hp(hp: dict) -> dict:
+    """Hyperparameters as JSON values (schedules as their CLI strings)."""
+    out = {}
+    for k, v in hp.items():
+        out[k] = v if v is None or isinstance(v, (bool, int, float, str)) else repr(v)
+    return out
 
 
-def _run_many(problem, solvers, args, out_dir, banner=True):
-    """Run each ``(label, solver)`` for the same SFO budget; write history, table, plot."""
-    from .history import JsonlWriter, format_table, read_jsonl, summarize
-    from .plots import plot_histories
+def _hp_from_json(hp: dict) -> dict:
+    return {k: parse_value(v) if isinstance(v, str) else v for k, v in (hp or {}).items()}
+
+
+def _load_json(path: str, what: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"{what} {path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} {path}: not valid JSON ({e})") from None
+
+
+def make_problem_from(name: str, noise, problem_args: dict, network: str | None = None):
+    """A registered problem, a user factory ``module:function`` returning a BilevelProblem,
+    or (with ``network``) a decentralized problem stacked over the network's agents."""
+    from .problems import PROBLEMS, BilevelProblem, make_problem, with_noise
+    if network:
+        from .decentralized import make_network_problem, parse_network
+        W = parse_network(network)
+        return make_network_problem(name, len(W), noise=noise, **problem_args), W
+    if name not in PROBLEMS and ":" in name:
+        mod, _, fn = name.partition(":")
+        try:
+            factory = getattr(importlib.import_module(mod), fn)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"--problem {name}: cannot load {fn!r} from module {mod!r} "
+                             f"({type(e).__name__}: {e})") from None
+        try:
+            problem = factory(**problem_args)
+        except TypeError as e:
+            raise ValueError(f"--problem {name}: {e}") from None
+        if not isinstance(problem, BilevelProblem):
+            raise ValueError(f"--problem {name}: the factory must return a BilevelProblem, "
+                             f"got {type(problem).__name__}")
+        return with_noise(problem, noise), None
+    return make_problem(name, noise=noise, **problem_args), None
+
+
+def _solver_maker(name: str, network_W, problem, network: str | None):
+    """``(make(**hp) -> Solver, run_kwargs(hp) -> dict)`` for a registered solver, or for a
+    decentralized one lifted to the network (metrics, communication counters, labels)."""
+    if network_W is None:
+        from .solvers import make_solver
+        return (lambda **hp: make_solver(name, **hp)), (lambda hp: {})
+    from .decentralized import make_dec_solver
+    from .decentralized.simulate import network_setup
+
+    def setup(hp):
+        return network_setup(problem, make_dec_solver(name, **hp), network_W,
+                             {"network": network})
+    return (lambda **hp: setup(hp)[0]), (lambda hp: setup(hp)[1])
+
+
+def _entry_steps(spec, solver) -> int:
+    from .tuning import _budget_steps
+    if spec.get("steps") is not None:
+        return int(spec["steps"])
+    cost = solver.sfo_per_step + spec.get("hvp_cost", 0.0) * solver.hvp_per_step
+    return _budget_steps(solver, int(spec["budget"]), cost)
+
+
+class _Plan:
+    """Everything built and checked before the output directory is touched."""
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+        self.problem, self.W = make_problem_from(spec["problem"], spec.get("noise"),
+                                                 _hp_from_json(spec.get("problem_args", {})),
+                                                 spec.get("network"))
+        self.seeds = parse_seeds(spec["seeds"])
+        self.entries = []
+        names = [e["label"] for e in spec["entries"]]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"solver labels must be distinct, got {dup} more than once "
+                             "(compare the same solver twice with --config files or a grid)")
+        for e in spec["entries"]:
+            make, run_kwargs = _solver_maker(e["solver"], self.W, self.problem,
+                                             spec.get("network"))
+            hp = _hp_from_json(e.get("hp"))
+            grid = {k: [parse_value(v) if isinstance(v, str) else v for v in vals]
+                    for k, vals in (e.get("grid") or {}).items()}
+            if grid:
+                from .tuning import expand_grid, point_label
+                for point in expand_grid(grid):
+                    try:
+                        make(**{**hp, **point})
+                    except ValueError as err:
+                        raise ValueError(f"{point_label(e['solver'], point)}: {err}") from None
+            solver = make(**hp)
+            self.entries.append(dict(e, make=make, hp_obj=hp, grid_obj=grid, solver=solver,
+                                     steps=_entry_steps(spec, solver),
+                                     run_kwargs=run_kwargs(hp)))
+
+
+def _truncate_history(out: Path, keep) -> None:
+    """Rewrite history.jsonl with the rows for which ``keep(row)`` is true (atomic)."""
+    from .history import read_jsonl
+    path = out / "history.jsonl"
+    if not path.exists():
+        return
+    rows = [r for r in read_jsonl(str(path)) if keep(r)]
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+    os.replace(tmp, path)
+
+
+def _resume_points(plan, path: Path, records: dict) -> dict:
+    """Before resuming: each unfinished solver's checkpoint (``{label: resume dict}``), and
+    the history cut back to what the checkpoints hold (rows of unfinished grids and of runs
+    without a checkpoint are dropped: they are rerun)."""
+    import jax
+
+    from .outputs import Checkpoint
+    from .runner import cast_hp, float_dtype, programs
+    starts, cut = {}, {}
+    for e in plan.entries:
+        label, solver = e["label"], e["solver"]
+        if records.get(label, {}).get("status") == "finished":
+            continue
+        ck = Checkpoint(path, label)
+        if e["grid_obj"] or not ck.exists():
+            cut[label] = -1
+            continue
+        init_b = programs(solver.init, solver.step)[0]
+        n = len(plan.seeds)
+        hp_b = cast_hp(solver.hp, float_dtype(plan.problem), n)
+        keys = jax.random.split(jax.random.key(0), n)
+        template = jax.eval_shape(init_b, plan.problem, plan.problem.x0, plan.problem.y0,
+                                  keys, hp_b)
+        starts[label] = ck.load(template)
+        cut[label] = starts[label]["step"]
+
+    def keep(r):
+        lab = str(r.get("label", r.get("solver")))
+        owner = lab if lab in cut else lab.split("[", 1)[0]
+        return owner not in cut or r["step"] <= cut[owner]
+    _truncate_history(path, keep)
+    return starts
+
+
+def execute_spec(spec: dict, out: str, *, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True) -> int:
+    """Run a spec (see :class:`_Plan`) into ``out``; returns the exit code."""
+    from .history import JsonlWriter, read_jsonl
+    from .outputs import Checkpoint, last_records, prepare_out, write_summary
     from .runner import run
+    from .tuning import tune
 
-    os.makedirs(out_dir, exist_ok=True)
-    hist = os.path.join(out_dir, "history.jsonl")
-    meta_path = os.path.join(out_dir, "runs.jsonl")
-    seeds = parse_seeds(args.seeds)
-    failed = []
-    with JsonlWriter(hist) as writer, JsonlWriter(meta_path) as meta_writer:
-        for label, solver in solvers:
-            steps = _steps(args, solver)
-            if banner:
-                print(f"[htbo] {label}: {steps} steps x {len(seeds)} seeds "
-                      f"({solver.sfo_per_step} SFO/step) on {problem.name}, noise "
-                      f"{problem.noise or 'none'}", file=sys.stderr)
-            res = run(problem, solver, steps=steps, seeds=seeds, n_evals=args.n_evals,
-                      writer=writer, progress=not args.no_progress, on_nonfinite="stop",
-                      labels={"label": label})
-            meta = dict(res.meta, label=label, nonfinite=res.nonfinite)
-            meta_writer([meta])
-            if res.nonfinite is not None:
-                failed.append((label, res.nonfinite))
-                print(f"[htbo] {label}: iterates became non-finite at step "
-                      f"{res.nonfinite['step']} (seed {res.nonfinite['seed']}); history up to "
-                      f"step {res.steps} kept", file=sys.stderr)
-            elif banner:
-                print(f"[htbo] {label}: compile {res.compile_s:.2f} s, run {res.run_s:.3f} s "
-                      f"({1e6 * res.run_s / steps:.1f} µs/step for {len(seeds)} seeds)",
+    plan = _Plan(spec)  # every input is checked before anything is written
+    path = prepare_out(out, overwrite=overwrite, resume=resume)
+    if not resume:
+        (path / "config.json").write_text(json.dumps(spec, indent=1) + "\n")
+    records = last_records(path) if resume else {}
+    problem, seeds = plan.problem, plan.seeds
+    noise = str(problem.noise) if problem.noise else "none"
+    starts = _resume_points(plan, path, records) if resume else {}
+    failed = False
+    with JsonlWriter(str(path / "history.jsonl")) as hist, \
+            JsonlWriter(str(path / "runs.jsonl")) as runs:
+        for e in plan.entries:
+            label, solver = e["label"], e["solver"]
+            if records.get(label, {}).get("status") == "finished":
+                print(f"[htbo] {label}: finished before, kept", file=sys.stderr)
+                continue
+            base = dict(label=label, solver=solver.name, problem=problem.name,
+                        problem_args=spec.get("problem_args", {}), noise=noise,
+                        network=spec.get("network"), hparams=_jsonable_hp(e["hp_obj"]),
+                        steps=e["steps"], seeds=seeds, sfo_per_step=solver.sfo_per_step,
+                        hvp_per_step=solver.hvp_per_step)
+            if e["grid_obj"]:
+                base["grid"] = {k: [repr(v) if not isinstance(v, (int, float, str, bool))
+                                    else v for v in vals] for k, vals in e["grid_obj"].items()}
+            runs([dict(base, status="started", time=time.time())])
+            print(f"[htbo] {label}: {e['steps']} steps x {len(seeds)} seeds "
+                  f"({solver.sfo_per_step} SFO/step) on {problem.name}, noise {noise}",
+                  file=sys.stderr)
+            if e["grid_obj"]:
+                rk = dict(e["run_kwargs"])
+                res = tune(problem, e["make"], e["grid_obj"], budget=spec.get("budget"),
+                           steps=spec.get("steps"), hvp_cost=spec.get("hvp_cost", 0.0),
+                           seeds=seeds, hp=e["hp_obj"], n_evals=spec["n_evals"], writer=hist,
+                           progress=progress, run_kwargs=rk, label=label,
+                           metric=spec.get("metric", "grad_norm"))
+                runs([dict(base, status="finished", best=res.best["label"],
+                           best_hparams=_jsonable_hp(res.best["hparams"]),
+                           table=[{k: t[k] for k in ("label", "median", "q20", "q80",
+                                                     "diverged")} for t in res.table],
+                           notes=res.notes, tune_diverged=res.diverged, compile_s=res.compile_s,
+                           run_s=res.run_s, time=time.time())])
+                print(f"[htbo] {label}: {len(res.table)} points in {res.groups} compiled "
+                      f"group(s), compile {res.compile_s:.2f} s, run {res.run_s:.2f} s",
                       file=sys.stderr)
-    rows = read_jsonl(hist)
-    summary = summarize(rows)
-    table = format_table(summary)
-    best = _best_per_solver(summary, {label: s.name for label, s in solvers})
-    if len(best) < len(summary):  # a grid: plot each solver's best configuration only
-        table += "\n\nbest of each solver's grid: " + ", ".join(sorted(best))
-        rows = [r for r in rows if r.get("label") in best]
-    png = plot_histories(rows, os.path.join(out_dir, "plot.png"),
-                         title=f"{problem.name}, noise {problem.noise or 'none'}: median over "
-                               f"{len(seeds)} seeds, band 20–80%")
-    with open(os.path.join(out_dir, "summary.md"), "w") as fh:
-        fh.write(table + "\n")
+                continue
+            ck = Checkpoint(path, label)
+            start = starts.get(label)
+            if start is not None:
+                print(f"[htbo] {label}: resuming at step {start['step']}", file=sys.stderr)
+            res = run(problem, solver, steps=e["steps"], seeds=seeds, n_evals=spec["n_evals"],
+                      writer=hist, progress=progress, on_nonfinite="continue",
+                      checkpoint=ck.save, resume=start,
+                      **{**e["run_kwargs"], "labels": {**e["run_kwargs"].get("labels", {}),
+                                                       "label": label}})
+            runs([dict(base, status="finished", compile_s=res.compile_s, run_s=res.run_s,
+                       diverged=res.diverged, run_id=res.meta["run_id"], time=time.time())])
+            if res.diverged:
+                failed = True
+                what = ", ".join(f"seed {d['seed']} at step {d['step']}" for d in res.diverged)
+                print(f"[htbo] {label}: iterates became non-finite ({what}); the other seeds "
+                      "went on, the history up to each failure is kept", file=sys.stderr)
+            else:
+                print(f"[htbo] {label}: compile {res.compile_s:.2f} s, run {res.run_s:.3f} s "
+                      f"({1e6 * res.run_s / res.steps:.1f} µs/step for {len(seeds)} seeds)", file=sys.stderr)
+    rows = read_jsonl(str(path / "history.jsonl"))
+    metric = spec.get("metric", "grad_norm")
+    title = (f"{problem.name}{' on ' + spec['network'] if spec.get('network') else ''}, "
+             f"noise {noise}: median over {len(seeds)} seeds, band 20–80%")
+    only, notes = None, []
+    recs = last_records(path)
+    if any(e["grid_obj"] for e in plan.entries):
+        only = set()
+        for e in plan.entries:
+            rec = recs.get(e["label"], {})
+            only.add(rec.get("best", e["label"]))
+            notes += [f"{e['label']}: {n}" for n in rec.get("notes", [])]
+        best_line = "best of each solver's grid: " + ", ".join(sorted(only))
+        notes = [best_line] + notes
+    table = write_summary(path, rows, title, metric, only=only, note="\n".join(notes))
     print(table)
-    print(f"\nhistory: {hist}\nplot:    {png}")
+    print(f"\nhistory: {path / 'history.jsonl'}\nplot:    {path / 'plot.png'}")
     return 1 if failed else 0
 
 
-def _best_per_solver(summary: list[dict], solver_of: dict) -> set:
-    """Labels of the configuration with the lowest median final metric, per solver."""
-    best = {}
-    for s in summary:  # sorted by median, so the first seen per solver is its best
-        best.setdefault(solver_of.get(s["label"], s["label"]), s["label"])
-    return set(best.values())
+# -- commands ---------------------------------------------------------------------------------------
+def _budget_spec(args) -> dict:
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.steps is None and args.budget < 1:
+        raise ValueError(f"--budget must be >= 1, got {args.budget}")
+    if args.n_evals < 1:
+        raise ValueError(f"--n-evals must be >= 1, got {args.n_evals}")
+    return dict(steps=args.steps, budget=None if args.steps is not None else args.budget,
+                seeds=args.seeds, n_evals=args.n_evals, hvp_cost=args.hvp_cost)
 
 
-def _expand_grid(name: str, hp: dict, grid: dict) -> list[tuple[str, dict]]:
-    """``[(label, hparams)]`` over the Cartesian product of ``grid`` (``{key: [values]}``)."""
-    configs = [("", dict(hp))]
-    for key, values in grid.items():
-        configs = [(f"{lab},{key}={v!r}" if lab else f"{key}={v!r}", dict(h, **{key: v}))
-                   for lab, h in configs for v in values]
-    return [(f"{name}[{lab}]" if lab else name, h) for lab, h in configs]
+def _base_spec(args, command: str, config: dict | None = None) -> dict:
+    config = config or {}
+    network = getattr(args, "network", None) or config.get("network")
+    problem_args = {**config.get("problem_args", {}),
+                    **_jsonable_hp(parse_assignments(args.problem_arg, "--problem-arg"))}
+    return dict(command=command, problem=args.problem or config.get("problem") or "quadratic",
+                problem_args=problem_args,
+                noise=args.noise if args.noise is not None else config.get("noise", "stable:1.5"),
+                network=network, **_budget_spec(args))
 
 
-def cmd_run_network(args):
-    """``htbo run --network ring:8``: the simulated decentralized mode."""
-    from .decentralized import make_dec_solver, make_network_problem, parse_network, run_network
-    from .history import JsonlWriter, format_table, read_jsonl, summarize
-    from .plots import plot_histories
-    W = parse_network(args.network)
-    problem = make_network_problem(args.problem, len(W), noise=args.noise,
-                                   **parse_assignments(args.problem_arg, "--problem-arg"))
-    solver = make_dec_solver(args.solver, **parse_assignments(args.hp, "--hp"))
-    steps = _steps(args, solver)
-    os.makedirs(args.out, exist_ok=True)
-    hist = os.path.join(args.out, "history.jsonl")
-    with JsonlWriter(hist) as writer:
-        res = run_network(problem, solver, W, steps=steps, seeds=parse_seeds(args.seeds),
-                          n_evals=args.n_evals, writer=writer, progress=not args.no_progress,
-                          on_nonfinite="stop", labels={"network": args.network})
-    rows = read_jsonl(hist)
-    print(format_table(summarize(rows)))
-    last = max(rows, key=lambda r: r["step"])
-    print(f"consensus {last['consensus']:.3g}, {last['comm_rounds']} communication rounds, "
-          f"{last['bytes_sent']:,.0f} bytes sent per agent")
-    print(f"history: {hist}\nplot:    "
-          f"{plot_histories(rows, os.path.join(args.out, 'plot.png'))}")
-    if res.nonfinite is not None:
-        print(f"htbo: iterates became non-finite at step {res.nonfinite['step']} "
-              f"(seed {res.nonfinite['seed']}); history kept", file=sys.stderr)
-        return 1
-    return 0
+def _resume_or(args, build) -> int:
+    if getattr(args, "resume", None):
+        spec = _load_json(os.path.join(args.resume, "config.json"), "--resume")
+        return execute_spec(spec, args.resume, resume=True, progress=not args.no_progress)
+    spec = build()
+    return execute_spec(spec, args.out, overwrite=args.overwrite, progress=not args.no_progress)
 
 
 def cmd_run(args):
-    if args.network:
-        return cmd_run_network(args)
-    from .solvers import make_solver
-    problem = _problem(args)
-    solver = make_solver(args.solver, **parse_assignments(args.hp, "--hp"))
-    return _run_many(problem, [(args.solver, solver)], args, args.out)
+    def build():
+        config = _load_json(args.config, "--config") if args.config else {}
+        spec = _base_spec(args, "run", config)
+        solver = args.solver or config.get("solver") or ("dnsvrb" if spec["network"] else "n2sba")
+        hp = {**config.get("hp", {}), **_jsonable_hp(parse_assignments(args.hp, "--hp"))}
+        spec["entries"] = [dict(label=solver, solver=solver, hp=hp)]
+        return spec
+    return _resume_or(args, build)
 
 
 def cmd_compare(args):
-    from .solvers import make_solver
-    problem = _problem(args)
-    names = [s.strip() for s in args.solvers.split(",") if s.strip()]
-    if not names:
-        raise ValueError("--solvers: give at least one solver name")
-    hp = {n: {} for n in names}
-    for k, v in parse_assignments(args.hp, "--hp").items():
-        name, dot, key = k.partition(".")
-        if not dot or name not in hp:
-            raise ValueError(f"--hp for compare must be SOLVER.KEY=VALUE with SOLVER one of "
-                             f"{names}, got {k!r}")
-        hp[name][key] = v
-    grid = {n: {} for n in names}
+    def build():
+        spec = _base_spec(args, "compare")
+        names = [s.strip() for s in (args.solvers or "").split(",") if s.strip()]
+        if not names and not args.config:
+            names = ["n2sba", "f2sa", "clipped-f2sa"]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"--solvers names {dup} more than once; to compare two settings "
+                             "of one solver use --grid or --config files")
+        hp = {n: {} for n in names}
+        for k, v in parse_assignments(args.hp, "--hp").items():
+            name, dot, key = k.partition(".")
+            if not dot or name not in hp:
+                raise ValueError(f"--hp for compare must be SOLVER.KEY=VALUE with SOLVER one of "
+                                 f"{names}, got {k!r}")
+            hp[name][key] = v
+        grid = {n: {} for n in names}
+        for item in args.grid or []:
+            k, eq, vals = item.partition("=")
+            name, dot, key = k.strip().partition(".")
+            if not eq or not dot or name not in grid or not vals:
+                raise ValueError(f"--grid must be SOLVER.KEY=V1,V2,... with SOLVER one of "
+                                 f"{names}, got {item!r}")
+            grid[name][key.replace("-", "_")] = parse_list(vals, f"--grid {item}")
+        entries = [dict(label=n, solver=n, hp=_jsonable_hp(hp[n]),
+                        grid={k: [v if isinstance(v, (int, float, str, bool)) else repr(v)
+                                  for v in vs] for k, vs in grid[n].items()})
+                   for n in names]
+        for path in args.config or []:
+            cfg = _load_json(path, "--config")
+            if "solver" not in cfg:
+                raise ValueError(f"--config {path}: no 'solver' in it (expected a best.json "
+                                 "written by htbo tune)")
+            entries.append(dict(label=cfg.get("label") or f"{cfg['solver']} (tuned)",
+                                solver=cfg["solver"], hp=cfg.get("hp", {})))
+        spec["entries"] = entries
+        return spec
+    return _resume_or(args, build)
+
+
+def cmd_tune(args):
+    from .outputs import last_records
+    if args.resume:
+        raise ValueError("tune has no --resume: rerun it (a grid is one compiled program "
+                         "per group; there is nothing partial worth keeping)")
+    spec = _base_spec(args, "tune")
+    grid = {}
     for item in args.grid or []:
-        k, eq, vals = item.partition("=")
-        name, dot, key = k.strip().partition(".")
-        if not eq or not dot or name not in grid or not vals:
-            raise ValueError(f"--grid must be SOLVER.KEY=V1,V2,... with SOLVER one of {names}, "
-                             f"got {item!r}")
-        grid[name][key.replace("-", "_")] = [parse_value(v) for v in vals.split(",")]
-    solvers = [(label, make_solver(n, **h)) for n in names
-               for label, h in _expand_grid(n, hp[n], grid[n])]
-    return _run_many(problem, solvers, args, args.out)
+        key, eq, vals = item.partition("=")
+        if not eq or not key.strip() or not vals:
+            raise ValueError(f"--grid must be KEY=V1,V2,..., got {item!r}")
+        grid[key.strip().replace("-", "_")] = parse_list(vals, f"--grid {item}")
+    if not grid:
+        raise ValueError("tune needs at least one --grid KEY=V1,V2,...")
+    solver = args.solver or ("dnsvrb" if spec["network"] else "n2sba")
+    hp = _jsonable_hp(parse_assignments(args.hp, "--hp"))
+    jgrid = {k: [v if isinstance(v, (int, float, str, bool)) else repr(v) for v in vs]
+             for k, vs in grid.items()}
+    spec["metric"] = args.metric
+    spec["entries"] = [dict(label=solver, solver=solver, hp=hp, grid=jgrid),
+                       dict(label=f"{solver} (defaults)", solver=solver, hp=hp)]
+    rc = execute_spec(spec, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    rec = last_records(Path(args.out)).get(solver, {})
+    if "best" not in rec:
+        return rc
+    best = dict(solver=solver, label=f"{solver} (tuned)",
+                hp={**hp, **rec["best_hparams"]}, problem=spec["problem"],
+                problem_args=spec["problem_args"], noise=spec["noise"], network=spec["network"],
+                metric=args.metric, median=rec["table"][0]["median"],
+                budget=spec["budget"], steps=spec["steps"], seeds=spec["seeds"],
+                from_point=rec["best"])
+    best["hp"] = {k: v for k, v in best["hp"].items()}
+    (Path(args.out) / "best.json").write_text(json.dumps(best, indent=1) + "\n")
+    print("\nranked grid (median final "
+          f"{args.metric} over {len(parse_seeds(spec['seeds']))} seeds):")
+    for i, t in enumerate(rec["table"], 1):
+        dv = f"  ({t['diverged']} seeds diverged)" if t["diverged"] else ""
+        print(f"  {i:2d}. {t['label']}: {t['median']:.4g} [{t['q20']:.4g}, {t['q80']:.4g}]{dv}")
+    for n in rec.get("notes", []):
+        print(f"note: {n}")
+    print(f"best: {rec['best']} -> {Path(args.out) / 'best.json'} "
+          f"(use: htbo run --config {Path(args.out) / 'best.json'})")
+    return 0 if rc in (0, 1) else rc
 
 
 # Demo: N²SBA vs F2SA vs clipped F2SA on the 10×20 quadratic (κ = 10) under α-stable(1.5)
@@ -181,21 +415,21 @@ DEMO_SOLVERS = {
 
 
 def cmd_demo(args):
-    from .problems import make_problem
-    from .solvers import make_solver
-    problem = make_problem("quadratic", noise=DEMO_NOISE, **DEMO_PROBLEM)
-    solvers = []
-    for name, hp in DEMO_SOLVERS.items():
-        hp = {k: parse_value(v) if isinstance(v, str) else v for k, v in hp.items()}
-        solvers.append((name, make_solver(name, **hp)))
+    cfg = Path(args.out) / "config.json"
+    overwrite = args.overwrite or (cfg.exists() and _load_json(str(cfg), "--out").get(
+        "command") == "demo")  # a previous demo in the same place is replaced
+    spec = dict(command="demo", problem="quadratic", problem_args=DEMO_PROBLEM,
+                noise=args.noise or DEMO_NOISE, network=None, **_budget_spec(args),
+                entries=[dict(label=n, solver=n, hp=hp) for n, hp in DEMO_SOLVERS.items()])
     t0 = time.perf_counter()
-    rc = _run_many(problem, solvers, args, args.out)
+    rc = execute_spec(spec, args.out, overwrite=overwrite, progress=not args.no_progress)
     print(f"demo finished in {time.perf_counter() - t0:.1f} s")
     return rc
 
 
 def cmd_plot(args):
     from .history import format_table, read_jsonl, summarize
+    from .outputs import last_records
     from .plots import plot_histories
     path = args.history
     if os.path.isdir(path):
@@ -205,66 +439,105 @@ def cmd_plot(args):
     rows = read_jsonl(path)
     if not rows:
         raise ValueError(f"{path} has no rows")
+    diverged = {}
+    for r in last_records(Path(path).parent).values():
+        for d in r.get("diverged") or []:
+            diverged.setdefault(r["label"], []).append((d["seed"], d["step"]))
+    table = format_table(summarize(rows, args.metric, diverged), args.metric)
     out = args.png or os.path.join(os.path.dirname(path), f"plot-{args.metric}.png")
-    plot_histories(rows, out, metric=args.metric)
-    print(format_table(summarize(rows, args.metric), args.metric))
+    plot_histories(rows, out, metric=args.metric, diverged=diverged)
+    print(table)
     print(f"plot: {out}")
     return 0
 
 
 def cmd_list(args):
-    from .problems import PROBLEMS
-    from .solvers import SOLVERS
-    print("problems:", ", ".join(sorted(PROBLEMS)))
-    print("solvers: ", ", ".join(sorted(SOLVERS)))
-    print("noise:    none, gauss, t:NU, pareto:A, stable:ALPHA  [@SIGMA] [/radial]")
     from .decentralized import DEC_PROBLEMS, DEC_SOLVERS
     from .decentralized.topology import TOPOLOGIES
+    from .problems import PROBLEMS
+    from .solvers import SOLVERS
+    print("problems:", ", ".join(sorted(PROBLEMS)), "(or module:function, a factory of yours)")
+    print("solvers: ", ", ".join(sorted(SOLVERS)))
+    print("noise:    none, gauss, t:NU, pareto:A, stable:ALPHA  [@SIGMA] [/radial]")
     print("decentralized (--network NAME:AGENTS):", ", ".join(sorted(TOPOLOGIES)))
-    print("  problems:", ", ".join(sorted(DEC_PROBLEMS)), "| solvers:", ", ".join(sorted(DEC_SOLVERS)))
+    print("  problems:", ", ".join(sorted(DEC_PROBLEMS)), "| solvers:",
+          ", ".join(sorted(DEC_SOLVERS)))
     return 0
 
 
 # -- parser -----------------------------------------------------------------------------------------
 def _common(p, budget=True):
-    p.add_argument("--noise", default="stable:1.5",
-                   help="noise law: none, gauss, t:NU, pareto:A, stable:ALPHA (+@SIGMA, /radial)")
-    p.add_argument("--seeds", default="5", help="a count N (seeds 0..N-1) or a list 0,3,7")
+    p.add_argument("--noise", default=None,
+                   help="noise law: none, gauss, t:NU, pareto:A, stable:ALPHA (+@SIGMA, /radial); "
+                        "default stable:1.5")
+    p.add_argument("--seeds", default="5",
+                   help="a count N (seeds 0..N-1), a list 0,3,7 or a range 0-4 (default 5)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, default=None, help="outer iterations per solver")
     g.add_argument("--budget", type=int, default=100_000,
-                   help="SFO budget per solver (default 100000); steps = budget // SFO per step")
+                   help="SFO budget per solver (default 100000); steps = budget // cost per step")
+    p.add_argument("--hvp-cost", type=float, default=0.0,
+                   help="SFO-equivalents charged per Hessian-vector product against --budget "
+                        "(default 0: HVPs are counted apart, not charged)")
     p.add_argument("--n-evals", type=int, default=25, help="evaluation points per run")
     p.add_argument("--out", default="htbo-out", help="output directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a previous run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _problem_opts(p):
+    p.add_argument("--problem", default=None,
+                   help="a built-in problem (htbo list) or module:function, a factory of yours "
+                        "returning a BilevelProblem (default quadratic)")
+    p.add_argument("--problem-arg", action="append", metavar="KEY=VALUE",
+                   help="problem constructor argument (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="htbo", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = sub.add_parser("demo", help="N²SBA vs F2SA vs clipped F2SA on a heavy-tailed quadratic")
     _common(p)
-    p.set_defaults(func=cmd_demo, noise=DEMO_NOISE)
-    for name, fn, helptext in (("run", cmd_run, "run one solver"),
-                               ("compare", cmd_compare, "run several solvers, one plot")):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("--problem", default="quadratic")
-        p.add_argument("--problem-arg", action="append", metavar="KEY=VALUE",
-                       help="problem constructor argument (repeatable)")
-        if name == "run":
-            p.add_argument("--solver", default="n2sba")
-            p.add_argument("--network", default=None, metavar="TOPOLOGY:AGENTS",
-                           help="decentralized run (simulated), e.g. ring:8; problems "
-                                "quadratic|pl, solvers dnsvrb|dsvrb|dsvrb-clip|dsgd-bilevel")
-        else:
-            p.add_argument("--solvers", default="n2sba,f2sa,clipped-f2sa")
-        p.add_argument("--hp", action="append", metavar="KEY=VALUE",
-                       help="solver hyperparameter (compare: SOLVER.KEY=VALUE); repeatable")
-        if name == "compare":
-            p.add_argument("--grid", action="append", metavar="SOLVER.KEY=V1,V2",
-                           help="tune: run every value (same budget), plot each solver's best")
-        _common(p)
-        p.set_defaults(func=fn)
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("run", help="run one solver")
+    _problem_opts(p)
+    p.add_argument("--solver", default=None, help="default n2sba (dnsvrb with --network)")
+    p.add_argument("--network", default=None, metavar="TOPOLOGY:AGENTS",
+                   help="decentralized run (simulated), e.g. ring:8; problems quadratic|pl, "
+                        "solvers dnsvrb|dsvrb|dsvrb-clip|dsgd-bilevel")
+    p.add_argument("--hp", action="append", metavar="KEY=VALUE",
+                   help="solver hyperparameter (repeatable)")
+    p.add_argument("--config", default=None, metavar="BEST_JSON",
+                   help="start from a best.json written by htbo tune (flags override it)")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run in DIR from its last checkpoint (other flags ignored)")
+    _common(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("compare", help="run several solvers with the same budget, one plot")
+    _problem_opts(p)
+    p.add_argument("--solvers", default=None, help="default n2sba,f2sa,clipped-f2sa")
+    p.add_argument("--hp", action="append", metavar="SOLVER.KEY=VALUE")
+    p.add_argument("--grid", action="append", metavar="SOLVER.KEY=V1,V2",
+                   help="tune: every value with the same budget (one compiled program), plot "
+                        "each solver's best")
+    p.add_argument("--config", action="append", metavar="BEST_JSON",
+                   help="add a tuned solver from htbo tune's best.json (repeatable)")
+    p.add_argument("--resume", default=None, metavar="DIR")
+    _common(p)
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("tune", help="a grid × seeds in one compiled program; best.json")
+    _problem_opts(p)
+    p.add_argument("--solver", default=None, help="default n2sba (dnsvrb with --network)")
+    p.add_argument("--network", default=None, metavar="TOPOLOGY:AGENTS")
+    p.add_argument("--grid", action="append", metavar="KEY=V1,V2",
+                   help="values of one hyperparameter (repeatable: the Cartesian product)")
+    p.add_argument("--hp", action="append", metavar="KEY=VALUE",
+                   help="fixed hyperparameter for every point")
+    p.add_argument("--metric", default="grad_norm", help="rank by this final metric")
+    p.add_argument("--resume", default=None, help=argparse.SUPPRESS)
+    _common(p)
+    p.set_defaults(func=cmd_tune)
     p = sub.add_parser("plot", help="re-plot a history file (or directory)")
     p.add_argument("history")
     p.add_argument("--metric", default="grad_norm")
@@ -273,20 +546,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list problems, solvers and noise laws")
     p.set_defaults(func=cmd_list)
     from .decentralized.cli import configure
-    configure(sub)  # htbo launch (+ the hidden per-process 'agent' worker)
+    configure(sub)  # htbo launch
     return ap
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _sigterm) if \
+        signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else None
     try:
         return args.func(args)
-    except (ValueError, ImportError, FileNotFoundError) as e:
+    except (ValueError, ImportError, FileNotFoundError, MemoryError) as e:
         print(f"htbo: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("htbo: interrupted; rows written so far are kept", file=sys.stderr)
+        out = getattr(args, "resume", None) or getattr(args, "out", None)
+        hint = f"; continue with: htbo {args.cmd} --resume {out}" if \
+            args.cmd in ("run", "compare") and out else ""
+        print(f"htbo: interrupted; rows and checkpoints written so far are kept{hint}",
+              file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["JsonlWriter", "read_jsonl", "group_curves", "summarize", "format_table"]
+__all__ = ["JsonlWriter", "read_jsonl", "group_curves", "summarize", "format_table", "quantile"]
 
 
 class JsonlWriter:
@@ -92,9 +92,16 @@ def group_curves(rows: list[dict], metric: str = "grad_norm", x: str = "sfo") ->
     return out
 
 
-def summarize(rows: list[dict], metric: str = "grad_norm") -> list[dict]:
+def summarize(rows: list[dict], metric: str = "grad_norm",
+              diverged: dict | None = None) -> list[dict]:
     """Per label: median and 20/80% quantiles of the final ``metric`` over seeds, plus the
-    SFO and compiled time at the end. A seed whose last value is missing counts as inf."""
+    SFO and compiled time at the end. A seed counts as ``inf`` when its iterates diverged
+    (``diverged``: ``{label: [(seed, step)]}``), when its last row stops before the label's
+    last step, or when its final value is missing; ``diverged`` lists them per label."""
+    if rows and not any(metric in r for r in rows):
+        have = sorted({k for r in rows for k in r} - _META)
+        raise ValueError(f"unknown metric {metric!r}; the history has {have}")
+    diverged = diverged or {}
     last = defaultdict(dict)
     for r in rows:
         key = (_label(r), r["seed"])
@@ -105,24 +112,39 @@ def summarize(rows: list[dict], metric: str = "grad_norm") -> list[dict]:
         per[label].append(r)
     out = []
     for label, rs in per.items():
-        v = np.array([math.inf if r.get(metric) is None else float(r[metric]) for r in rs])
+        end = max(r["step"] for r in rs)
+        dead = dict(diverged.get(label, []))
+        for r in rs:
+            if r["step"] < end and r["seed"] not in dead:
+                dead[r["seed"]] = None  # stopped early: a failure whose step is unknown
+        v = np.array([math.inf if r["seed"] in dead or r.get(metric) is None
+                      else float(r[metric]) for r in rs])
         out.append(dict(label=label, seeds=len(rs), median=float(np.median(v)),
-                        q20=_q(v, 0.2), q80=_q(v, 0.8),
+                        q20=quantile(v, 0.2), q80=quantile(v, 0.8),
                         sfo=max(r["sfo"] for r in rs), time_s=max(r["time_s"] for r in rs),
-                        steps=max(r["step"] for r in rs)))
-    return sorted(out, key=lambda d: d["median"])
+                        steps=end, diverged=sorted(dead.items(), key=lambda t: t[0])))
+    return sorted(out, key=lambda d: (d["median"], d["q80"]))
 
 
-def _q(v: np.ndarray, q: float) -> float:
+_META = {"run_id", "solver", "problem", "noise", "seed", "step", "sfo", "hvp", "time_s",
+         "label", "point", "agents", "mode", "network"}
+
+
+def quantile(v, q: float) -> float:
     """Quantile that stays an observed value, so an inf (diverged seed) never becomes NaN."""
-    return float(np.quantile(v, q, method="inverted_cdf"))
+    return float(np.quantile(np.asarray(v, float), q, method="inverted_cdf"))
 
 
 def format_table(summary: list[dict], metric: str = "grad_norm") -> str:
-    """A markdown table of :func:`summarize` output."""
-    head = f"| solver | seeds | steps | SFO | time (s) | median final {metric} | 20% | 80% |"
-    lines = [head, "|" + "---|" * 8]
+    """A markdown table of :func:`summarize` output (diverged seeds named with their step)."""
+    head = (f"| solver | seeds | steps | SFO | time (s) | median final {metric} | 20% | 80% | "
+            "diverged |")
+    lines = [head, "|" + "---|" * 9]
     for s in summary:
+        dv = s.get("diverged") or []
+        what = "" if not dv else f"{len(dv)}/{s['seeds']}: " + ", ".join(
+            f"seed {seed}" + ("" if step is None else f" at step {step}") for seed, step in dv)
         lines.append(f"| {s['label']} | {s['seeds']} | {s['steps']} | {s['sfo']:,} | "
-                     f"{s['time_s']:.3f} | {s['median']:.4g} | {s['q20']:.4g} | {s['q80']:.4g} |")
+                     f"{s['time_s']:.3f} | {s['median']:.4g} | {s['q20']:.4g} | "
+                     f"{s['q80']:.4g} | {what} |")
     return "\n".join(lines)

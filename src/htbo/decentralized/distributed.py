@@ -32,6 +32,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from ..runner import cast_hp, float_dtype
+
 __all__ = ["ENV", "DistConfig", "config_from_env", "initialize", "agent_mesh", "agent_chunk",
            "distributed_chunk", "to_global", "gather", "run_distributed", "consensus_error",
            "count_communication"]
@@ -226,7 +228,8 @@ def count_communication(solver, problem, mix, m: int) -> dict:
     p0 = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:],
                                                                np.asarray(a).dtype), problem)
     key = jax.ShapeDtypeStruct((2,), np.uint32)
-    _, st = jax.make_jaxpr(lambda p, k: solver.init(p, p.x0, p.y0, jax.random.wrap_key_data(k)),
+    _, st = jax.make_jaxpr(lambda p, k: solver.init(p, p.x0, p.y0, jax.random.wrap_key_data(k),
+                                                    getattr(solver, "hp", {})),
                            axis_env=env, return_shape=True)(p0, key)
     jx = jax.make_jaxpr(lambda p, s, k: solver.step(p, s, jax.random.wrap_key_data(k), mix),
                         axis_env=env)(p0, st, key)
@@ -274,8 +277,9 @@ def run_distributed(problem, solver, mix, *, steps: int, seeds: Sequence[int] = 
                 agents=m, **(labels or {}))
     marks = sorted(set(int(round(steps * i / n_evals)) for i in range(1, n_evals + 1)))
     gproblem = to_global(mesh, problem)
+    hp = cast_hp(getattr(solver, "hp", {}), float_dtype(problem))
     init = distributed_chunk(lambda p, x0, y0, k: (solver.init(p, x0, y0,
-                                                               jax.random.wrap_key_data(k)),
+                                                               jax.random.wrap_key_data(k), hp),
                                                    k), mesh, 3)
     params = jax.jit(jax.vmap(solver.params))
     compiled: dict[int, Any] = {}

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..problems.base import BilevelProblem
+from ..problems.base import BilevelProblem, cached
 from ..problems.quadratic import _phi_hessian, closed_forms, quadratic_matrices
 
 __all__ = ["decentralized_quadratic", "decentralized_pl", "agent_slice", "split_iid",
@@ -29,6 +29,7 @@ def _mean_batch(fn):
     return lambda x, y, batch: jnp.mean(jax.vmap(lambda b: fn(x, y, b))(batch))
 
 
+@cached
 def decentralized_quadratic(m: int = 8, dim_x: int = 5, dim_y: int = 5, kappa: float = 2.0,
                             heterogeneity: float = 1.0, phi_curvature: float = 0.5,
                             seed: int = 0, dtype=jnp.float32) -> BilevelProblem:
@@ -69,6 +70,7 @@ def decentralized_quadratic(m: int = 8, dim_x: int = 5, dim_y: int = 5, kappa: f
                           name="dquadratic", info=dict(m=m, kappa=kappa, heterogeneity=h))
 
 
+@cached
 def decentralized_pl(m: int = 8, dim: int = 5, rho: float = 0.5, heterogeneity: float = 1.0,
                      seed: int = 0, dtype=jnp.float32) -> BilevelProblem:
     """A lower level that is nonconvex but PL (ALGORITHMS.md §9):

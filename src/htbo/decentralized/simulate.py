@@ -8,6 +8,8 @@ mode runs the very same one-agent step under ``shard_map``.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,19 +22,39 @@ from .mixing import AXIS, make_mixer
 from .problems import agent_slice
 from .topology import check_mixing_matrix
 
-__all__ = ["as_network_solver", "network_metrics", "run_network"]
+__all__ = ["as_network_solver", "network_metrics", "network_setup", "run_network", "mixer_for"]
 
 
 def as_network_solver(dec, mix) -> Solver:
-    """A runner-compatible solver whose state stacks every agent's state."""
-    def init(problem, x0, y0, key):
-        return jax.vmap(lambda p, x, y: dec.init(p, x, y, key), axis_name=AXIS)(problem, x0, y0)
+    """A runner-compatible solver whose state stacks every agent's state (the agents share
+    the solver's numeric hyperparameters ``hp``; each agent's state holds a copy)."""
+    init, step, params = _network_program(dec.init, dec.step, dec.params, mix)
+    return Solver(dec.name, init, step, dec.sfo_per_step, dec.hvp_per_step, params,
+                  dict(dec.hparams), dec.hp)
+
+
+@functools.lru_cache(maxsize=None)
+def _network_program(dec_init, dec_step, dec_params, mix):
+    """Stable functions per (one-agent program, mixer), so compiled programs are reused."""
+    def init(problem, x0, y0, key, hp):
+        return jax.vmap(lambda p, x, y: dec_init(p, x, y, key, hp), axis_name=AXIS)(problem, x0,
+                                                                                   y0)
 
     def step(problem, state, key):
-        return jax.vmap(lambda p, s: dec.step(p, s, key, mix), axis_name=AXIS)(problem, state)
+        return jax.vmap(lambda p, s: dec_step(p, s, key, mix), axis_name=AXIS)(problem, state)
 
-    return Solver(dec.name, init, step, dec.sfo_per_step, dec.hvp_per_step,
-                  jax.vmap(dec.params), dict(dec.hparams))
+    return init, step, jax.vmap(dec_params)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_mixer(w_bytes: bytes, m: int):
+    return make_mixer(np.frombuffer(w_bytes, np.float64).reshape(m, m))
+
+
+def mixer_for(W):
+    """``make_mixer(W)``, the same object for equal matrices (so programs compile once)."""
+    W = check_mixing_matrix(W)
+    return _cached_mixer(W.tobytes(), len(W))
 
 
 def network_metrics(problem, xs, yhats) -> dict:
@@ -50,7 +72,7 @@ def network_metrics(problem, xs, yhats) -> dict:
 def payload_bytes(dec, problem, mix) -> float:
     """Average bytes one agent sends per step: neighbours × size of what is mixed."""
     st = jax.eval_shape(lambda p: as_network_solver(dec, mix).init(
-        p, p.x0, p.y0, jax.random.key(0)), problem)
+        p, p.x0, p.y0, jax.random.key(0), dec.hp), problem)
     m = jax.tree_util.tree_leaves(problem.x0)[0].shape[0]
     mixed = (st.w, st.s) if dec.hparams.get("tracking", True) else st.w
     per_agent = sum(np.prod(a.shape[1:]) * a.dtype.itemsize
@@ -58,13 +80,10 @@ def payload_bytes(dec, problem, mix) -> float:
     return float(2 * mix.edges / m * per_agent)
 
 
-def run_network(problem, dec, W, *, steps: int, seeds=(0,), n_evals: int = 20, writer=None,
-                progress: bool = False, on_nonfinite: str = "raise", labels: dict | None = None):
-    """Simulated run of the one-agent solver ``dec`` on the stacked ``problem`` over ``W``.
-
-    Rows carry ``sfo`` (per agent), ``comm_rounds`` and ``bytes_sent`` (per agent),
-    ``consensus`` and the network-average metrics of :func:`network_metrics`.
-    """
+def network_setup(problem, dec, W, labels: dict | None = None):
+    """Check a stacked ``problem`` against ``W`` and lift ``dec``: returns ``(solver,
+    run_kwargs)`` for :func:`htbo.run` / :func:`htbo.tune` (network metrics, communication
+    counters, agent labels)."""
     W = check_mixing_matrix(W)
     m = len(W)
     lead = {np.shape(a)[0] for a in jax.tree_util.tree_leaves((problem.x0, problem.y0))}
@@ -75,12 +94,21 @@ def run_network(problem, dec, W, *, steps: int, seeds=(0,), n_evals: int = 20, w
         raise ValueError(f"problem {problem.name!r}: decentralized metrics need the network "
                          "closed forms y_star, phi, grad_phi")
     validate_problem(agent_slice(problem), (dec.hparams.get("batch", 1),))
-    mix = make_mixer(W)
-    solver = as_network_solver(dec, mix)
+    mix = mixer_for(W)
     counters = {"comm_rounds": dec.comm_per_step * mix.rounds,
                 "bytes_sent": dec.comm_per_step * payload_bytes(dec, problem, mix)}
-    labels = dict(labels or {}, agents=m, mode="simulated")
-    return run(problem, solver, steps=steps, seeds=seeds, n_evals=n_evals, writer=writer,
-               progress=progress, on_nonfinite=on_nonfinite, labels=labels,
-               evaluate_fn=lambda p, st: network_metrics(p, *solver.params(st)),
-               counters=counters, validate=False)
+    return as_network_solver(dec, mix), dict(
+        labels=dict(labels or {}, agents=m, mode="simulated"), metrics_fn=network_metrics,
+        counters=counters, validate=False)
+
+
+def run_network(problem, dec, W, *, steps: int, seeds=(0,), n_evals: int = 20,
+                labels: dict | None = None, **run_kwargs):
+    """Simulated run of the one-agent solver ``dec`` on the stacked ``problem`` over ``W``
+    (other keyword arguments as :func:`htbo.run`).
+
+    Rows carry ``sfo`` (per agent), ``comm_rounds`` and ``bytes_sent`` (per agent),
+    ``consensus`` and the network-average metrics of :func:`network_metrics`.
+    """
+    solver, kw = network_setup(problem, dec, W, labels)
+    return run(problem, solver, steps=steps, seeds=seeds, n_evals=n_evals, **kw, **run_kwargs)

@@ -15,15 +15,17 @@ A minimax problem ``min_x max_y f`` is the bilevel problem with ``g = −f`` (se
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ..noise import Noise, parse_noise
 
-__all__ = ["BilevelProblem", "validate_problem", "with_noise", "tree_check_finite"]
+__all__ = ["BilevelProblem", "validate_problem", "with_noise", "tree_check_finite", "cached"]
 
 _DYNAMIC = ("x0", "y0", "data_f", "data_g")
 _SAMPLING = ("replace", "noreplace")
@@ -64,6 +66,17 @@ class BilevelProblem:
     name: str = "custom"
     info: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        # what users naturally pass: integer starting points and noise strings
+        for k in ("x0", "y0"):
+            object.__setattr__(self, k, _float_tree(getattr(self, k), f"problem {self.name!r}: {k}"))
+        if self.noise is not None and not isinstance(self.noise, Noise):
+            object.__setattr__(self, "noise", parse_noise(self.noise))
+        for k in ("f", "g"):
+            if not callable(getattr(self, k)):
+                raise ValueError(f"problem {self.name!r}: {k} must be a function "
+                                 f"(x, y, batch) -> scalar, got {type(getattr(self, k)).__name__}")
+
     def replace(self, **changes) -> "BilevelProblem":
         return dataclasses.replace(self, **changes)
 
@@ -74,6 +87,44 @@ class BilevelProblem:
     @property
     def n_g(self) -> int | None:
         return _n_samples(self.data_g)
+
+
+def _float_tree(tree, what: str):
+    """Integer / bool leaves become float32 arrays; anything that is not numeric is an error."""
+    def one(a):
+        if isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jnp.inexact):
+            return a
+        try:
+            arr = np.asarray(a)
+        except Exception:  # noqa: BLE001 - tracers and exotic leaves pass through
+            return a
+        if arr.dtype == object:
+            raise ValueError(f"{what} must be numeric arrays (a pytree of them), got "
+                             f"{type(a).__name__}")
+        if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+            return jnp.asarray(arr, jnp.float32)
+        return a
+    return jax.tree_util.tree_map(one, tree)
+
+
+def cached(constructor):
+    """Memoize a problem constructor on its (hashable) arguments.
+
+    Problems are immutable, and a compiled program is keyed on the problem's functions: two
+    calls ``quadratic(dim_x=3)`` returning the *same* object let every run on it share one
+    compilation. Unhashable arguments fall back to a fresh build."""
+    memo = functools.lru_cache(maxsize=16)(constructor)
+
+    @functools.wraps(constructor)
+    def build(*args, **kwargs):
+        try:
+            return memo(*args, **kwargs)
+        except TypeError as e:
+            if "unhashable" not in str(e):
+                raise
+            return constructor(*args, **kwargs)
+    build.cache_clear = memo.cache_clear
+    return build
 
 
 def _flatten(p: BilevelProblem):

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import BilevelProblem
+from .base import BilevelProblem, cached
 
 __all__ = ["l2reg", "load_dataset", "split_standardize", "DATASETS"]
 
@@ -80,6 +80,7 @@ def _accuracy(y, batch, binary: bool):
     return jnp.mean(pred == truth)
 
 
+@cached
 def l2reg(dataset: str = "breast_cancer", seed: int = 0, reg0: float = 1.0,
           bias_reg: float = 1e-3, fractions=(0.5, 0.25, 0.25),
           dtype=jnp.float32) -> BilevelProblem:

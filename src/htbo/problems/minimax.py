@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import BilevelProblem, tree_check_finite
+from .base import BilevelProblem, cached, tree_check_finite
 
 __all__ = ["minimax_problem", "minimax_quadratic"]
 
@@ -59,6 +59,7 @@ def minimax_problem(f: Callable, x0, y0, data=None, project_y: Callable | None =
     return problem
 
 
+@cached
 def minimax_quadratic(dim_x: int = 10, dim_y: int = 10, kappa: float = 10.0, c: float = 1.0,
                       coupling: float = 1.0, scale: float = 2.0, seed: int = 0,
                       dtype=jnp.float32) -> BilevelProblem:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import jax.numpy as jnp
 
-from .base import BilevelProblem
+from .base import BilevelProblem, cached
 
 __all__ = ["quadratic", "quadratic_data", "quadratic_matrices", "closed_forms"]
 
@@ -75,6 +75,7 @@ def quadratic_matrices(dim_x: int = 10, dim_y: int = 20, kappa: float = 10.0,
     return dict(A=A, C=C, a=a, At=At, Ct=Ct, at=at, Bt=Bt, bt=bt)
 
 
+@cached
 def quadratic(dim_x: int = 10, dim_y: int = 20, kappa: float = 10.0, coupling: float = 1.0,
               phi_curvature: float = 0.5, scale: float = 5.0, seed: int = 0,
               dtype=jnp.float32) -> BilevelProblem:
@@ -100,6 +101,7 @@ def quadratic(dim_x: int = 10, dim_y: int = 20, kappa: float = 10.0, coupling: f
         info=dict(dim_x=dim_x, dim_y=dim_y, kappa=kappa, coupling=coupling, seed=seed))
 
 
+@cached
 def quadratic_data(n_inner: int = 1024, n_outer: int = 1024, dim_x: int = 100,
                    dim_y: int = 100, kappa: float = 10.0, coupling: float = 1.0,
                    mu: float = 0.1, phi_curvature: float = 0.1, factors: str = "gauss",

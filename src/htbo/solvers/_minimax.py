@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from ..oracles import grad_f_x, grad_g_y, tree_sub
 from ..schedules import as_schedule, check_batch, check_positive
 from ._penalty import inner_loop
-from .base import Solver, Update
+from .base import Solver, normalized, plain, program
 
 
 class NestedState(NamedTuple):
@@ -26,25 +26,39 @@ class NestedState(NamedTuple):
     y: Any
     u: Any
     t: Any
+    hp: Any
 
 
-def nested_minimax(name: str, update: Update, *, eta, tau, inner_steps: int, batch_in: int,
-                   batch_out: int, inner_normalized: bool, hparams: dict) -> Solver:
+def nested_minimax(name: str, update: str, *, eta, tau, inner_steps: int, batch_in: int,
+                   batch_out: int, inner_normalized: bool, hparams: dict,
+                   momentum: float = 0.0, eps: float = 1e-12) -> Solver:
     check_positive("eta", eta, name)
     check_positive("tau", tau, name)
     for k, v in (("inner_steps", inner_steps), ("batch_in", batch_in), ("batch_out", batch_out)):
         check_batch(k, v, name)
-    eta_s, tau_s = as_schedule(eta), as_schedule(tau)
+    hp = dict(eta=as_schedule(eta), tau=as_schedule(tau))
+    if momentum > 0:
+        hp["momentum"] = float(momentum)
+    init, step, params = _nested_program(update, momentum > 0, float(eps), int(inner_steps),
+                                         int(batch_in), int(batch_out), bool(inner_normalized))
+    return Solver(name, init, step, inner_steps * batch_in + batch_out, 0, params,
+                  dict(hparams), hp, "minimax")
 
-    def init(problem, x0, y0, key=None):
-        return NestedState(x0, y0, update.init(x0), jnp.zeros((), jnp.int32))
+
+@program
+def _nested_program(update_kind, momentum, eps, inner_steps, batch_in, batch_out,
+                    inner_normalized):
+    update = normalized(momentum, eps) if update_kind == "normalized" else plain()
+
+    def init(problem, x0, y0, key, hp):
+        return NestedState(x0, y0, update.init(x0), jnp.zeros((), jnp.int32), hp)
 
     def step(problem, s: NestedState, key):
         ky, kx = jax.random.split(key)
         y = inner_loop(problem, lambda v, k: grad_g_y(problem, s.x, v, k, batch_in), s.y, ky,
-                       inner_steps, tau_s(s.t), inner_normalized)
-        dx, u = update.apply(grad_f_x(problem, s.x, y, kx, batch_out), s.u, eta_s(s.t))
-        return NestedState(tree_sub(s.x, dx), y, u, s.t + 1)
+                       inner_steps, s.hp["tau"](s.t), inner_normalized)
+        dx, u = update.apply(grad_f_x(problem, s.x, y, kx, batch_out), s.u, s.hp["eta"](s.t),
+                             s.hp)
+        return NestedState(tree_sub(s.x, dx), y, u, s.t + 1, s.hp)
 
-    return Solver(name, init, step, inner_steps * batch_in + batch_out, 0,
-                  lambda s: (s.x, s.y), dict(hparams, update=update.label))
+    return init, step, lambda s: (s.x, s.y)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from ..oracles import (grad_f, grad_f_y, grad_g_x, grad_g_y, tree_axpy, tree_normalize,
                        tree_sub)
 from ..schedules import as_schedule, check_batch, check_positive
-from .base import Solver, Update
+from .base import Solver, clipped, normalized, plain, program
 
 
 class PenaltyState(NamedTuple):
@@ -30,6 +30,7 @@ class PenaltyState(NamedTuple):
     z: Any
     u: Any  # x-update state (momentum buffer or ())
     t: Any  # outer iteration counter
+    hp: Any  # numeric hyperparameters (see htbo.solvers.base)
 
 
 def inner_loop(problem, direction, v, key, steps: int, lr, normalize: bool):
@@ -66,30 +67,46 @@ def penalty_directions(problem, x, y, z, key, *, lam, alpha, tau, inner_steps: i
     return h, y, z
 
 
-def penalty_solver(name: str, update: Update, *, eta, lam, alpha, tau, inner_steps: int,
-                   batch_in: int, batch_out: int, shared_samples: bool,
-                   inner_normalized: bool, hparams: dict) -> Solver:
-    """Build a penalty-based solver: the solvers differ only in ``update`` and ``lam``."""
-    for k, v in (("eta", eta), ("lam", lam), ("alpha", alpha), ("tau", tau)):
-        check_positive(k, v, name)
+def penalty_solver(name: str, update: str, *, hp: dict, inner_steps: int, batch_in: int,
+                   batch_out: int, shared_samples: bool, inner_normalized: bool,
+                   hparams: dict, momentum: bool = False, eps: float = 1e-12) -> Solver:
+    """Build a penalty-based solver: the solvers differ only in ``update`` and ``hp["lam"]``.
+
+    ``hp`` holds schedules ``eta``, ``lam``, ``alpha``, ``tau`` (and ``momentum`` / ``clip``
+    for those updates); everything else is structure.
+    """
+    for k in ("eta", "lam", "alpha", "tau"):
+        check_positive(k, hp[k], name)
     for k, v in (("batch_in", batch_in), ("batch_out", batch_out), ("inner_steps", inner_steps)):
         check_batch(k, v, name)
-    eta_s, lam_s, alpha_s, tau_s = map(as_schedule, (eta, lam, alpha, tau))
+    hp = {k: as_schedule(v) if k in ("eta", "lam", "alpha", "tau") else float(v)
+          for k, v in hp.items()}
+    init, step, params = _penalty_program(update, bool(momentum), float(eps), int(inner_steps),
+                                          int(batch_in), int(batch_out), bool(shared_samples),
+                                          bool(inner_normalized))
+    sfo = 3 * inner_steps * batch_in + 3 * batch_out
+    return Solver(name, init, step, sfo, 0, params, dict(hparams), hp)
 
-    def init(problem, x0, y0, key=None):
-        return PenaltyState(x0, y0, y0, update.init(x0), jnp.zeros((), jnp.int32))
+
+@program
+def _penalty_program(update_kind, momentum, eps, inner_steps, batch_in, batch_out,
+                     shared_samples, inner_normalized):
+    update = {"plain": plain, "clipped": clipped,
+              "normalized": lambda: normalized(momentum, eps)}[update_kind]()
+
+    def init(problem, x0, y0, key, hp):
+        return PenaltyState(x0, y0, y0, update.init(x0), jnp.zeros((), jnp.int32), hp)
 
     def step(problem, s: PenaltyState, key):
+        hp, t = s.hp, s.t
         h, y, z = penalty_directions(
-            problem, s.x, s.y, s.z, key, lam=lam_s(s.t), alpha=alpha_s(s.t), tau=tau_s(s.t),
-            inner_steps=inner_steps, batch_in=batch_in, batch_out=batch_out,
+            problem, s.x, s.y, s.z, key, lam=hp["lam"](t), alpha=hp["alpha"](t),
+            tau=hp["tau"](t), inner_steps=inner_steps, batch_in=batch_in, batch_out=batch_out,
             shared_samples=shared_samples, inner_normalized=inner_normalized)
-        dx, u = update.apply(h, s.u, eta_s(s.t))
-        return PenaltyState(tree_sub(s.x, dx), y, z, u, s.t + 1)
+        dx, u = update.apply(h, s.u, hp["eta"](t), hp)
+        return PenaltyState(tree_sub(s.x, dx), y, z, u, t + 1, hp)
 
-    sfo = 3 * inner_steps * batch_in + 3 * batch_out
-    return Solver(name, init, step, sfo, 0, lambda s: (s.x, s.z),
-                  dict(hparams, update=update.label))
+    return init, step, lambda s: (s.x, s.z)
 
 
 __all__ = ["PenaltyState", "inner_loop", "penalty_directions", "penalty_solver"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..schedules import ScalarOrSchedule
 from ._penalty import penalty_solver
-from .base import Solver, plain
+from .base import Solver
 
 
 def f2ba(*, eta: ScalarOrSchedule = 0.01, lam: float = 30.0, alpha: ScalarOrSchedule = 0.05,
@@ -16,8 +16,9 @@ def f2ba(*, eta: ScalarOrSchedule = 0.01, lam: float = 30.0, alpha: ScalarOrSche
     """Stochastic F2BA with fixed penalty ``lam``."""
     if callable(lam):
         raise ValueError("f2ba: lam is fixed; use f2sa for a growing penalty")
-    hp = dict(eta=eta, lam=lam, alpha=alpha, tau=tau, inner_steps=inner_steps,
-              batch_in=batch_in, batch_out=batch_out, shared_samples=shared_samples)
-    return penalty_solver("f2ba", plain(), eta=eta, lam=lam, alpha=alpha, tau=tau,
+    hparams = dict(eta=eta, lam=lam, alpha=alpha, tau=tau, inner_steps=inner_steps,
+                   batch_in=batch_in, batch_out=batch_out, shared_samples=shared_samples)
+    return penalty_solver("f2ba", "plain", hp=dict(eta=eta, lam=lam, alpha=alpha, tau=tau),
                           inner_steps=inner_steps, batch_in=batch_in, batch_out=batch_out,
-                          shared_samples=shared_samples, inner_normalized=False, hparams=hp)
+                          shared_samples=shared_samples, inner_normalized=False,
+                          hparams=hparams)

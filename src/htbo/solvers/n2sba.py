@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..schedules import ScalarOrSchedule
 from ._penalty import penalty_solver
-from .base import Solver, normalized
+from .base import Solver, check_unit
 
 
 def n2sba(*, eta: ScalarOrSchedule = 0.05, lam: ScalarOrSchedule = 30.0,
@@ -23,11 +23,18 @@ def n2sba(*, eta: ScalarOrSchedule = 0.05, lam: ScalarOrSchedule = 30.0,
           shared_samples: bool = False, inner_normalized: bool = False,
           eps: float = 1e-12) -> Solver:
     """N²SBA. ``eta`` outer step (float or schedule ``t -> η_t``), ``lam`` penalty λ,
-    ``alpha``/``tau`` inner step sizes for z (≈ y*) and y (≈ y_λ*), ``inner_steps`` K."""
-    hp = dict(eta=eta, lam=lam, alpha=alpha, tau=tau, inner_steps=inner_steps,
-              batch_in=batch_in, batch_out=batch_out, momentum=momentum,
-              shared_samples=shared_samples, inner_normalized=inner_normalized)
-    return penalty_solver("n2sba", normalized(momentum, eps), eta=eta, lam=lam, alpha=alpha,
-                          tau=tau, inner_steps=inner_steps, batch_in=batch_in,
-                          batch_out=batch_out, shared_samples=shared_samples,
-                          inner_normalized=inner_normalized, hparams=hp)
+    ``alpha``/``tau`` inner step sizes for z (≈ y*) and y (≈ y_λ*), ``inner_steps`` K.
+
+    Numeric: eta, lam, alpha, tau, momentum β (when > 0). Structure: K, batch sizes,
+    ``momentum > 0``, sample sharing, inner normalization."""
+    check_unit("momentum beta", momentum, "n2sba")
+    hp = dict(eta=eta, lam=lam, alpha=alpha, tau=tau)
+    if momentum > 0:
+        hp["momentum"] = momentum
+    hparams = dict(eta=eta, lam=lam, alpha=alpha, tau=tau, inner_steps=inner_steps,
+                   batch_in=batch_in, batch_out=batch_out, momentum=momentum,
+                   shared_samples=shared_samples, inner_normalized=inner_normalized)
+    return penalty_solver("n2sba", "normalized", hp=hp, momentum=momentum > 0, eps=eps,
+                          inner_steps=inner_steps, batch_in=batch_in, batch_out=batch_out,
+                          shared_samples=shared_samples, inner_normalized=inner_normalized,
+                          hparams=hparams)

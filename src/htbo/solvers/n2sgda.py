@@ -13,15 +13,17 @@ from __future__ import annotations
 
 from ..schedules import ScalarOrSchedule
 from ._minimax import nested_minimax
-from .base import Solver, normalized
+from .base import Solver, check_unit
 
 
 def n2sgda(*, eta: ScalarOrSchedule = 0.05, tau: ScalarOrSchedule = 0.05, inner_steps: int = 5,
            batch_in: int = 1, batch_out: int = 8, momentum: float = 0.0,
            inner_normalized: bool = False, eps: float = 1e-12) -> Solver:
     """N²SGDA with outer step ``eta`` and ascent step ``tau``."""
+    check_unit("momentum beta", momentum, "n2sgda")
     hp = dict(eta=eta, tau=tau, inner_steps=inner_steps, batch_in=batch_in,
               batch_out=batch_out, momentum=momentum, inner_normalized=inner_normalized)
-    return nested_minimax("n2sgda", normalized(momentum, eps), eta=eta, tau=tau,
-                          inner_steps=inner_steps, batch_in=batch_in, batch_out=batch_out,
-                          inner_normalized=inner_normalized, hparams=hp)
+    return nested_minimax("n2sgda", "normalized", eta=eta, tau=tau, inner_steps=inner_steps,
+                          batch_in=batch_in, batch_out=batch_out,
+                          inner_normalized=inner_normalized, hparams=hp, momentum=momentum,
+                          eps=eps)

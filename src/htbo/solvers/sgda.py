@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from ..oracles import grad_f, tree_axpy, tree_sub
 from ..schedules import ScalarOrSchedule, as_schedule, check_batch, check_positive
-from .base import Solver, clipped, normalized, plain
+from .base import Solver, check_clip, check_unit, clipped, normalized, plain, program
 
 
 class SgdaState(NamedTuple):
@@ -25,6 +25,7 @@ class SgdaState(NamedTuple):
     y: Any
     u: Any
     t: Any
+    hp: Any
 
 
 def sgda(*, eta: ScalarOrSchedule = 0.01, tau: ScalarOrSchedule = 0.05, batch: int = 8,
@@ -37,21 +38,34 @@ def sgda(*, eta: ScalarOrSchedule = 0.01, tau: ScalarOrSchedule = 0.05, batch: i
     check_positive("eta", eta, name)
     check_positive("tau", tau, name)
     check_batch("batch", batch, name)
-    update = (clipped(clip) if clip is not None else
-              normalized(momentum) if momentum is not None else plain())
-    eta_s, tau_s = as_schedule(eta), as_schedule(tau)
+    hp = dict(eta=as_schedule(eta), tau=as_schedule(tau))
+    kind = "plain"
+    if clip is not None:
+        check_clip(clip, name)
+        hp["clip"], kind = float(clip), "clipped"
+    elif momentum is not None:
+        check_unit("momentum beta", momentum, name)
+        hp["momentum"], kind = float(momentum), "normalized"
+    init, step, params = _sgda_program(int(batch), kind)
+    return Solver(name, init, step, batch, 0, params,
+                  dict(eta=eta, tau=tau, batch=batch, clip=clip, momentum=momentum), hp,
+                  "minimax")
 
-    def init(problem, x0, y0, key=None):
-        return SgdaState(x0, y0, update.init(x0), jnp.zeros((), jnp.int32))
+
+@program
+def _sgda_program(batch, kind):
+    update = {"plain": plain, "clipped": clipped,
+              "normalized": lambda: normalized(momentum=True)}[kind]()
+
+    def init(problem, x0, y0, key, hp):
+        return SgdaState(x0, y0, update.init(x0), jnp.zeros((), jnp.int32), hp)
 
     def step(problem, s: SgdaState, key):
         gx, gy = grad_f(problem, s.x, s.y, key, batch)
-        y = tree_axpy(tau_s(s.t), gy, s.y)
+        y = tree_axpy(s.hp["tau"](s.t), gy, s.y)
         if problem.project_y is not None:
             y = problem.project_y(y)
-        dx, u = update.apply(gx, s.u, eta_s(s.t))
-        return SgdaState(tree_sub(s.x, dx), y, u, s.t + 1)
+        dx, u = update.apply(gx, s.u, s.hp["eta"](s.t), s.hp)
+        return SgdaState(tree_sub(s.x, dx), y, u, s.t + 1, s.hp)
 
-    return Solver(name, init, step, batch, 0, lambda s: (s.x, s.y),
-                  dict(eta=eta, tau=tau, batch=batch, clip=clip, momentum=momentum,
-                       update=update.label))
+    return init, step, lambda s: (s.x, s.y)

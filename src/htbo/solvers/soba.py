@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from ..oracles import grad_f, grad_g_y, hvp_both_g, tree_add, tree_axpy, tree_sub, tree_zeros_like
 from ..schedules import ScalarOrSchedule, as_schedule, check_batch, check_positive
-from .base import Solver, clipped, plain
+from .base import Solver, check_clip, clipped, plain, program
 
 
 class SobaState(NamedTuple):
@@ -27,24 +27,37 @@ class SobaState(NamedTuple):
     v: Any
     u: Any
     t: Any
+    hp: Any
 
 
 def soba(*, eta: ScalarOrSchedule = 0.01, rho: ScalarOrSchedule = 0.05, batch: int = 8,
          clip: float | None = None) -> Solver:
-    """SOBA with outer step ``eta`` and inner/linear-system step ``rho``."""
+    """SOBA with outer step ``eta`` and inner/linear-system step ``rho`` (numeric: eta, rho,
+    clip; structure: batch, clipped or not)."""
     name = "soba" if clip is None else "clipped-soba"
     check_positive("eta", eta, name)
     check_positive("rho", rho, name)
     check_batch("batch", batch, name)
-    update = plain() if clip is None else clipped(clip)
-    eta_s, rho_s = as_schedule(eta), as_schedule(rho)
+    hp = dict(eta=as_schedule(eta), rho=as_schedule(rho))
+    if clip is not None:
+        check_clip(clip, name)
+        hp["clip"] = float(clip)
+    init, step, params = _soba_program(int(batch), clip is not None)
+    return Solver(name, init, step, 2 * batch, batch, params,
+                  dict(eta=eta, rho=rho, batch=batch, clip=clip), hp)
 
-    def init(problem, x0, y0, key=None):
-        return SobaState(x0, y0, tree_zeros_like(y0), update.init(x0), jnp.zeros((), jnp.int32))
+
+@program
+def _soba_program(batch, is_clipped):
+    update = clipped() if is_clipped else plain()
+
+    def init(problem, x0, y0, key, hp):
+        return SobaState(x0, y0, tree_zeros_like(y0), update.init(x0), jnp.zeros((), jnp.int32),
+                         hp)
 
     def step(problem, s: SobaState, key):
         k1, k2, k3 = jax.random.split(key, 3)
-        rho_t = rho_s(s.t)
+        rho_t = s.hp["rho"](s.t)
         fx, fy = grad_f(problem, s.x, s.z, k1, batch)
         hxv, hyv = hvp_both_g(problem, s.x, s.z, s.v, k2, batch)
         gy = grad_g_y(problem, s.x, s.z, k3, batch)
@@ -52,8 +65,7 @@ def soba(*, eta: ScalarOrSchedule = 0.01, rho: ScalarOrSchedule = 0.05, batch: i
         if problem.project_y is not None:
             z = problem.project_y(z)
         v = tree_axpy(-rho_t, tree_add(hyv, fy), s.v)
-        dx, u = update.apply(tree_add(fx, hxv), s.u, eta_s(s.t))
-        return SobaState(tree_sub(s.x, dx), z, v, u, s.t + 1)
+        dx, u = update.apply(tree_add(fx, hxv), s.u, s.hp["eta"](s.t), s.hp)
+        return SobaState(tree_sub(s.x, dx), z, v, u, s.t + 1, s.hp)
 
-    return Solver(name, init, step, 2 * batch, batch, lambda s: (s.x, s.z),
-                  dict(eta=eta, rho=rho, batch=batch, clip=clip, update=update.label))
+    return init, step, lambda s: (s.x, s.z)

@@ -19,34 +19,45 @@ import jax.numpy as jnp
 
 from ..oracles import grad_f, grad_g_y, hvp_yy_g, jvp_xy_g, tree_add, tree_axpy, tree_scale, tree_sub
 from ..schedules import ScalarOrSchedule, as_schedule, check_batch, check_positive
-from .base import Solver, plain
+from .base import Solver, program
 
 
 class StocBiOState(NamedTuple):
     x: Any
     y: Any
     t: Any
+    hp: Any
 
 
 def stocbio(*, eta: ScalarOrSchedule = 0.01, alpha: ScalarOrSchedule = 0.05,
             inner_steps: int = 5, neumann_terms: int = 10, neumann_lr: float = 0.05,
             batch_in: int = 1, batch_out: int = 8, batch_hvp: int = 8) -> Solver:
-    """StocBiO with ``neumann_terms`` = Q and Neumann step ``neumann_lr`` = γ."""
+    """StocBiO with ``neumann_terms`` = Q and Neumann step ``neumann_lr`` = γ (numeric:
+    eta, alpha, γ; structure: K, Q, batch sizes)."""
     for k, v in (("eta", eta), ("alpha", alpha), ("neumann_lr", neumann_lr)):
         check_positive(k, v, "stocbio")
     for k, v in (("inner_steps", inner_steps), ("neumann_terms", neumann_terms),
                  ("batch_in", batch_in), ("batch_out", batch_out), ("batch_hvp", batch_hvp)):
         check_batch(k, v, "stocbio")
-    eta_s, alpha_s = as_schedule(eta), as_schedule(alpha)
-    update = plain()
+    init, step, params = _stocbio_program(int(inner_steps), int(neumann_terms), int(batch_in),
+                                          int(batch_out), int(batch_hvp))
+    hp = dict(eta=as_schedule(eta), alpha=as_schedule(alpha), neumann_lr=float(neumann_lr))
+    return Solver("stocbio", init, step, inner_steps * batch_in + batch_out,
+                  (neumann_terms + 1) * batch_hvp, params,
+                  dict(eta=eta, alpha=alpha, inner_steps=inner_steps,
+                       neumann_terms=neumann_terms, neumann_lr=neumann_lr, batch_in=batch_in,
+                       batch_out=batch_out, batch_hvp=batch_hvp), hp)
 
-    def init(problem, x0, y0, key=None):
-        return StocBiOState(x0, y0, jnp.zeros((), jnp.int32))
+
+@program
+def _stocbio_program(inner_steps, neumann_terms, batch_in, batch_out, batch_hvp):
+    def init(problem, x0, y0, key, hp):
+        return StocBiOState(x0, y0, jnp.zeros((), jnp.int32), hp)
 
     def step(problem, s: StocBiOState, key):
         ky, kf, kn, kj = jax.random.split(key, 4)
         project = problem.project_y or (lambda y: y)
-        a = alpha_s(s.t)
+        a, gamma = s.hp["alpha"](s.t), s.hp["neumann_lr"]
 
         def inner(y, k):
             return project(tree_axpy(-a, grad_g_y(problem, s.x, y, k, batch_in), y)), None
@@ -56,17 +67,12 @@ def stocbio(*, eta: ScalarOrSchedule = 0.01, alpha: ScalarOrSchedule = 0.05,
 
         def neumann(carry, k):
             p, acc = carry
-            p = tree_sub(p, tree_scale(neumann_lr, hvp_yy_g(problem, s.x, y, p, k, batch_hvp)))
+            p = tree_sub(p, tree_scale(gamma, hvp_yy_g(problem, s.x, y, p, k, batch_hvp)))
             return (p, tree_add(acc, p)), None
 
         (_, acc), _ = jax.lax.scan(neumann, (fy, fy), jax.random.split(kn, neumann_terms))
-        v = tree_scale(neumann_lr, acc)
+        v = tree_scale(gamma, acc)
         h = tree_sub(fx, jvp_xy_g(problem, s.x, y, v, kj, batch_hvp))
-        dx, _ = update.apply(h, (), eta_s(s.t))
-        return StocBiOState(tree_sub(s.x, dx), y, s.t + 1)
+        return StocBiOState(tree_axpy(-s.hp["eta"](s.t), h, s.x), y, s.t + 1, s.hp)
 
-    return Solver("stocbio", init, step, inner_steps * batch_in + batch_out,
-                  (neumann_terms + 1) * batch_hvp, lambda s: (s.x, s.y),
-                  dict(eta=eta, alpha=alpha, inner_steps=inner_steps,
-                       neumann_terms=neumann_terms, neumann_lr=neumann_lr, batch_in=batch_in,
-                       batch_out=batch_out, batch_hvp=batch_hvp))
+    return init, step, lambda s: (s.x, s.y)
