@@ -178,9 +178,20 @@ def quadratic_data(n_inner: int = 1024, n_outer: int = 1024, dim_x: int = 100,
         return jnp.mean(0.5 * uy**2 + (batch["p"] @ x) * (batch["q"] @ y) + batch["a"] @ y
                         + 0.5 * rx**2 + batch["b"] @ x) + half_rho * x @ x
 
+    # Stable defaults from the data: one sample's lower-level Hessian u_i u_iᵀ + μI has
+    # eigenvalue ‖u_i‖² + μ (≈ Σ_j D_j², about dim_y·(1+κ)/2), far above the mean curvature
+    # κ, so minibatch steps on y, z, v must stay below 1/L_g; plain outer steps below 1/L_φ.
+    L_g = float(np.max(np.sum(u**2, 1)) + mu)
+    L_phi = float(np.linalg.eigvalsh(_phi_hessian(A, C, At, Ct, Bt))[-1])
+    inner = float(f"{1.0 / L_g:.2g}")
+    plain = dict(eta=float(f"{0.5 / L_phi:.2g}"))
+    defaults = {"*": dict(alpha=inner, tau=inner, rho=inner, neumann_lr=inner),
+                **{s: plain for s in ("f2ba", "f2sa", "clipped-f2sa", "soba", "clipped-soba",
+                                      "stocbio")}}
     return BilevelProblem(
         f=f, g=g, x0=jnp.zeros(dim_x, dtype), y0=jnp.zeros(dim_y, dtype),
         data_f=data_f, data_g=data_g, y_star=y_star, phi=phi, grad_phi=grad_phi,
         name="quadratic-data",
         info=dict(n_inner=n_inner, n_outer=n_outer, dim_x=dim_x, dim_y=dim_y, kappa=kappa,
-                  mu=mu, rho=float(rho), factors=factors, seed=seed))
+                  mu=mu, rho=float(rho), factors=factors, seed=seed, L_g=L_g, L_phi=L_phi,
+                  solver_defaults=defaults))

@@ -1,6 +1,7 @@
 """Bilevel solvers: one file per algorithm; see :class:`htbo.solvers.base.Solver`."""
 from __future__ import annotations
 
+import inspect
 from functools import partial
 
 from .base import Solver, Update, clipped, normalized, plain
@@ -36,12 +37,26 @@ def register_solver(name: str, constructor) -> None:
     SOLVERS[name] = constructor
 
 
-def make_solver(name: str, **hparams) -> Solver:
-    """Build a registered solver by name with keyword hyperparameters."""
+def problem_defaults(problem, name: str) -> dict:
+    """Hyperparameters a problem recommends for solver ``name`` (``problem.info
+    ["solver_defaults"]``: ``{"*": {...}, name: {...}}``), restricted to those the solver's
+    constructor accepts."""
+    table = dict((problem.info or {}).get("solver_defaults", ()) or ()) if problem else {}
+    merged = {**dict(table.get("*", ())), **dict(table.get(name, ()))}
+    if not merged or name not in SOLVERS:
+        return {}
+    params = inspect.signature(SOLVERS[name]).parameters
+    return {k: v for k, v in merged.items() if k in params}
+
+
+def make_solver(name: str, problem=None, **hparams) -> Solver:
+    """Build a registered solver by name with keyword hyperparameters; with ``problem``, the
+    problem's recommended defaults (see :func:`problem_defaults`) fill what is not given."""
     try:
         ctor = SOLVERS[name]
     except KeyError:
         raise ValueError(f"unknown solver {name!r}; available: {sorted(SOLVERS)}") from None
+    hparams = {**problem_defaults(problem, name), **hparams}
     try:
         return ctor(**hparams)
     except TypeError as e:
@@ -49,4 +64,5 @@ def make_solver(name: str, **hparams) -> Solver:
 
 
 __all__ = ["Solver", "Update", "plain", "normalized", "clipped", "n2sba", "f2sa", "f2ba",
-           "stocbio", "soba", "n2sgda", "sgda", "sgdmax", "SOLVERS", "make_solver", "register_solver"]
+           "stocbio", "soba", "n2sgda", "sgda", "sgdmax", "SOLVERS", "make_solver", "register_solver",
+           "problem_defaults"]
