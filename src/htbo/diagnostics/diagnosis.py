@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from tqdm.auto import tqdm
 
 from ..metrics import implicit_grad_phi, solve_lower
 from ..oracles import grad_f, grad_g
@@ -247,6 +248,16 @@ def lam_candidates(kappa: float) -> list[float]:
 
 
 # -- the main entry ------------------------------------------------------------------------------
+@jax.jit
+def _closed_y_star(problem, x):
+    return problem.y_star(x)
+
+
+@jax.jit
+def _closed_grad_phi(problem, x):
+    return problem.grad_phi(x)
+
+
 def _shapes(tree):
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     return treedef, [np.shape(a) for a in leaves]
@@ -295,7 +306,6 @@ def diagnose(problem: BilevelProblem, x=None, y=None, n_samples: int = 10_000,
     rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
     minimax = bool(problem.info.get("minimax"))
 
-    from tqdm.auto import tqdm  # noqa: PLC0415
     with tqdm(total=n_samples, desc="diagnose: sampling ∇F and ∇G", unit="draw",
               disable=not progress) as bar:
         draws = sample_noise(problem, x, y, n_samples, batch, key, chunk, bar)
@@ -309,14 +319,14 @@ def diagnose(problem: BilevelProblem, x=None, y=None, n_samples: int = 10_000,
 
     clean = problem.replace(noise=None)
     if clean.y_star is not None:
-        ystar = jax.jit(lambda p, xx: p.y_star(xx))(clean, x)
+        ystar = _closed_y_star(clean, x)
     else:
         ystar = _solve_penalized(clean, x, y, jnp.float32(0.0))
     cond = {"at (x, y)": lower_conditioning(clean, x, y, lanczos_iters, seed),
             "at (x, y*(x))": lower_conditioning(clean, x, ystar, lanczos_iters, seed)}
 
     if clean.grad_phi is not None:
-        gphi = jax.jit(lambda p, xx: p.grad_phi(xx))(clean, x)
+        gphi = _closed_grad_phi(clean, x)
     else:
         gphi = None if clean.project_y is not None else jax.jit(implicit_grad_phi)(
             clean, x, ystar)

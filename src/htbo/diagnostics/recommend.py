@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import shlex
 
+from ..problems import PROBLEMS
 from ..solvers.theory import n2sba_theory, n2sgda_theory
 
 __all__ = ["recommend", "classify", "tune_command", "nice", "HEAVY_HI"]
@@ -209,6 +210,10 @@ def recommend(diag, target: float = 0.25) -> tuple[dict, dict | None]:
                          "wider grid (that of benchmarks/heavy_tail_comparison.py).")
     for name, grid, hp in solvers:
         cmds.append(tune_command(diag, name, grid, hp))
+    if diag.problem not in PROBLEMS:
+        notes.append(f"problem {diag.problem!r} is not registered, so the command line cannot "
+                     "build it: register it with htbo.problems.register_problem(name, "
+                     "constructor) or run the same grid from Python.")
     if not math.isfinite(diag.kappa):
         notes.append("μ̂ ≤ 0: the lower level is not strongly convex at this point; the "
                      "penalty bound needs λ ≥ 2κ, which is then undefined.")
