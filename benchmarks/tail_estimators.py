@@ -16,6 +16,7 @@ every smaller grid point k_j), without bootstrap.
     python benchmarks/tail_estimators.py               # d = 1 and d = 20, 10⁴ draws, 50 sets
     python benchmarks/tail_estimators.py --reps 20 --dims 1
     python benchmarks/tail_estimators.py --only-hill-rules
+    python benchmarks/tail_estimators.py --k2-sweep     # block sums with K2 = 8 … 64 blocks
 """
 from __future__ import annotations
 
@@ -82,6 +83,19 @@ def hill_rules(args, rng):
                   f"{np.mean(region):.2f} ± {np.std(region):.2f} |")
 
 
+def k2_sweep(args, rng):
+    print(f"\nblock sums (d = 1, n = {args.n}, {args.reps} sets) with K2 blocks of K1 = n/K2: "
+          "mean bias ± sd\n\n| law | K2 = 8 | 16 | 32 | 64 |\n|---|---|---|---|---|")
+    for law in [("stable", 1.8), ("t", 1.5)]:
+        a = target(law, "block-sum")
+        cells = []
+        for k2 in (8, 16, 32, 64):
+            v = np.array([block_sum_alpha(draw(law, args.n, rng), k1=args.n // k2, rng=rng)
+                          for _ in range(args.reps)])
+            cells.append(f"{np.mean(v) - a:+.3f} ± {np.std(v):.3f}")
+        print(f"| {name(law)} | " + " | ".join(cells) + " |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=10_000)
@@ -90,9 +104,13 @@ def main(argv=None):
     ap.add_argument("--boot", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only-hill-rules", action="store_true")
+    ap.add_argument("--k2-sweep", action="store_true", help="only the K2 sweep")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
+    if args.k2_sweep:
+        k2_sweep(args, rng)
+        return
     if args.only_hill_rules:
         hill_rules(args, rng)
         print(f"\n({time.perf_counter() - t0:.0f} s)")
