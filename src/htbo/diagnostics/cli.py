@@ -1,0 +1,55 @@
+"""``htbo diagnose``: measure a problem's noise tail and conditioning, suggest a method.
+
+Wire into the main parser with ``configure(subparsers)``.
+"""
+from __future__ import annotations
+
+import sys
+
+__all__ = ["configure", "cmd_diagnose"]
+
+
+def cmd_diagnose(args) -> int:
+    from ..parsing import parse_assignments
+    from ..problems import make_problem
+    from .diagnosis import diagnose
+    from .report import write_report
+
+    pargs = parse_assignments(args.problem_arg, "--problem-arg")
+    problem = make_problem(args.problem, noise=args.noise, **pargs)
+    print(f"[htbo] diagnose {problem.name}: {args.n_samples:,} draws of each oracle at batch "
+          f"{args.batch}, noise {problem.noise or 'none'}", file=sys.stderr)
+    diag = diagnose(problem, n_samples=args.n_samples, batch=args.batch, seed=args.seed,
+                    progress=not args.no_progress, problem_args=pargs)
+    paths = write_report(diag, args.out)
+    rec = diag.recommendation
+    for t in diag.tails.values():
+        a = "deterministic" if t.status == "deterministic" else (
+            f"α̂ = {t.block_sum} (block sums), Hill {t.hill}")
+        print(f"{t.oracle}: {a}")
+    print(f"κ̂ = {diag.kappa:.3g} (L̂ = {diag.L:.3g}, μ̂ = {diag.mu:.3g})")
+    print(f"recommendation: {rec['family']} ({rec['noise_class']} noise)")
+    for c in rec["commands"]:
+        print(f"  {c}")
+    print(f"report: {paths['md']}\njson:   {paths['json']}\nplot:   {paths['png']}")
+    return 0
+
+
+def configure(subparsers) -> None:
+    """Add the ``diagnose`` subcommand to an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "diagnose", help="measure the gradient-noise tail index and the lower-level "
+                         "conditioning; suggest a method and an htbo tune command")
+    p.add_argument("--problem", default="quadratic")
+    p.add_argument("--problem-arg", action="append", metavar="KEY=VALUE",
+                   help="problem constructor argument (repeatable)")
+    p.add_argument("--noise", default="none",
+                   help="injected noise to diagnose with (default none: the problem's own "
+                        "sampling noise); use the law you will run with")
+    p.add_argument("--n-samples", type=int, default=10_000,
+                   help="draws per oracle (>= 1000; default 10000)")
+    p.add_argument("--batch", type=int, default=1, help="minibatch size of each draw")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="htbo-diagnose", help="output directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_diagnose)
