@@ -57,7 +57,8 @@ def simulated_time(spec, steps, reps=3):
 def distributed_time(args, m, steps):
     with tempfile.TemporaryDirectory() as tmp:
         wargs = ["--factory", args.factory, "--problem", args.problem, "--solver", args.solver,
-                 "--network", f"{args.network}:{m}", "--steps", str(steps), "--n-evals", "1"]
+                 "--network", f"{args.network}:{m}", "--steps", str(steps), "--n-evals", "1",
+                 "--seeds", "1", "--noise", "none"]  # one seed: run_s is one run's time
         for h in args.hp:
             wargs += ["--hp", h]
         env = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])}

@@ -8,8 +8,8 @@ import htbo
 from htbo.decentralized import (decentralized_pl, decentralized_quadratic, make_dec_solver,
                                 make_dense_mixer, make_mixer, parse_network, run_network, spectral_gap)
 from htbo.decentralized.topology import (TOPOLOGIES, check_mixing_matrix, complete,
-                                         edge_coloring, erdos_renyi, exponential, ring, star,
-                                         torus)
+                                         edge_coloring, erdos_renyi, exponential, max_degree,
+                                         metropolis_hastings, ring, star, torus)
 from htbo.schedules import exponential as exp_decay
 
 # expected neighbour counts (degree) per topology, m agents
@@ -61,17 +61,145 @@ def test_gossip_preserves_the_mean_and_contracts_at_the_spectral_gap_rate(name):
 @pytest.mark.parametrize("name", sorted(TOPOLOGIES))
 def test_ppermute_mixer_equals_w_times_x_under_vmap(name):
     W = parse_network(f"{name}:10")
-    colours = edge_coloring(W)
-    for matching in colours:  # matchings: no agent twice
-        nodes = [a for e in matching for a in e]
-        assert len(nodes) == len(set(nodes))
-    assert sum(len(c) for c in colours) == (np.count_nonzero(W) - 10) // 2
+    mix = make_mixer(W)
+    assert mix.edges == (np.count_nonzero(W) - 10) // 2
+    assert mix.rounds == len(edge_coloring(W)) <= max_degree(W) + 1
     X = {"a": jax.random.normal(jax.random.key(1), (10, 3)), "b": jnp.arange(10.0)}
-    out = jax.vmap(make_mixer(W), axis_name="agents")(X)
+    out = jax.vmap(mix, axis_name="agents")(X)
     np.testing.assert_allclose(np.asarray(out["a"]), W @ np.asarray(X["a"]), atol=1e-5)
     np.testing.assert_allclose(np.asarray(out["b"]), W @ np.arange(10.0), atol=1e-5)
     dense = jax.vmap(make_dense_mixer(W), axis_name="agents")(X)
     np.testing.assert_allclose(np.asarray(dense["a"]), W @ np.asarray(X["a"]), atol=1e-5)
+
+
+def _graphs():
+    """Named topologies at several sizes, Erdős–Rényi draws and random graphs (any degree
+    pattern), as (label, W)."""
+    out = [(f"{n}:{m}", parse_network(f"{n}:{m}")) for n in sorted(TOPOLOGIES)
+           for m in (2, 5, 8, 9, 16)]
+    out += [(f"erdos-renyi:20 p=0.4 seed {k}", erdos_renyi(20, 0.4, seed=k)) for k in range(3)]
+    rng = np.random.default_rng(0)
+    for k in range(60):
+        m = int(rng.integers(3, 25))
+        upper = np.triu(rng.random((m, m)) < rng.uniform(0.1, 0.9), 1)
+        out.append((f"random {k}", metropolis_hastings(upper | upper.T)))
+    return out
+
+
+def test_edge_coloring_is_proper_covers_each_edge_once_with_at_most_delta_plus_one():
+    for label, W in _graphs():
+        m = len(W)
+        edges = {(i, j) for i in range(m) for j in range(i + 1, m) if W[i, j] != 0}
+        colours = edge_coloring(W)
+        coloured = [e for c in colours for e in c]
+        assert len(coloured) == len(set(coloured)) and set(coloured) == edges, label
+        for c in colours:  # a matching: no agent twice
+            nodes = [a for e in c for a in e]
+            assert len(nodes) == len(set(nodes)), (label, c)
+        delta = int(((W != 0).sum(1) - 1).max())
+        assert max_degree(W) == delta and len(colours) <= delta + 1, (label, len(colours))
+    # the greedy colouring used 15 and 10 here; Δ + 1 = 9 and 7. Odd K_m needs m colours.
+    assert len(edge_coloring(complete(9))) == 9
+    assert len(edge_coloring(exponential(9))) == 7
+    assert len(edge_coloring(ring(8))) == 2 and len(edge_coloring(star(8))) == 7
+
+
+@pytest.mark.parametrize("net, true_edges", [("ring:5", 5), ("star:8", 7),
+                                             ("erdos-renyi:16", None)])
+def test_bytes_and_rounds_count_only_real_edges(net, true_edges):
+    """The simulated count (``payload_bytes``, the rows' ``bytes_sent`` per step) and the
+    distributed jaxpr counter agree with the graph's true edge count: the (k, k) self-sends
+    that pad a matching are not traffic (they made ring:5 336 and 360 B/agent, not 240)."""
+    from htbo.decentralized import decentralized_spec, distributed as dist
+    from htbo.decentralized.simulate import payload_bytes
+    W = parse_network(net)
+    m = len(W)
+    E = (np.count_nonzero(W) - m) // 2
+    assert true_edges is None or E == true_edges
+    spec = decentralized_spec(m, "quadratic", "dnsvrb", noise=None, network=net)
+    mix, solver, prob = spec["mix"], spec["solver"], spec["problem"]
+    assert mix.edges == E and mix.rounds <= max_degree(W) + 1
+    # one step mixes w = (x, y, z) and the tracker s: 2 × 15 float32 = 120 bytes per message,
+    # one message each way along every edge
+    net_bytes = 2 * E * 120
+    assert payload_bytes(solver, prob, mix) == pytest.approx(net_bytes / m)
+    assert dist.count_communication(solver, prob, mix, m)["bytes"] == net_bytes
+    # rows: bytes_sent = steps × payload_bytes, checked on ring:5 in the NumPy recursion test
+
+
+def _quadratic_grads(p):
+    """NumPy float64 closed-form gradients of the decentralized quadratic, all agents at once:
+    g_i = ½yᵀA_i y + xᵀC_i y + a_iᵀy, f_i = ½yᵀÃ_i y + xᵀC̃_i y + ã_iᵀy + ½xᵀB̃_i x + b̃_iᵀx."""
+    d = {k: np.asarray(v[:, 0], np.float64) for k, v in p.data_f.items()}
+    sym = {k: 0.5 * (d[k] + np.swapaxes(d[k], 1, 2)) for k in ("A", "At", "Bt")}
+
+    def mv(M, v):  # per agent M_i v_i
+        return np.einsum("mij,mj->mi", M, v)
+
+    def mtv(M, v):  # per agent M_iᵀ v_i
+        return np.einsum("mij,mi->mj", M, v)
+
+    def g(x, y):
+        return mv(d["C"], y), mv(sym["A"], y) + mtv(d["C"], x) + d["a"]
+
+    def f(x, y):
+        return (mv(d["Ct"], y) + mv(sym["Bt"], x) + d["bt"],
+                mv(sym["At"], y) + mtv(d["Ct"], x) + d["at"])
+    return f, g
+
+
+def test_dnsvrb_matches_an_independent_numpy_recursion():
+    """D-NSVRB (penalty route, STORM, tracking, per-variable normalization) on the noise-free
+    quadratic (one sample per agent: minibatches are deterministic), 5 agents on a ring,
+    against the update of the dnsvrb docstring written out in NumPy float64:
+    w⁺ = W w − η_v(t) s_v/‖s_v‖; u⁺ = D(w⁺) + (1 − β)(u − D(w)); s⁺ = W s + u⁺ − u;
+    u₀ = s₀ = D(w₀), z₀ = y₀. One run of 5 steps (one compilation): the rows of every step
+    (consensus, ‖∇φ(x̄)‖, bytes, rounds) and the final state (w and s) must agree."""
+    m, lam, beta, steps = 5, 10.0, 0.5, 5
+    W = ring(m)
+    with jax.enable_x64(True):
+        p = decentralized_quadratic(m=m, dim_x=3, dim_y=2, dtype=jnp.float64)
+        dec = make_dec_solver("dnsvrb", eta_x=exp_decay(0.3, 0.8), eta_y=0.1, eta_z=0.2,
+                              lam=lam, beta=beta)
+        res = run_network(p, dec, W, steps=steps, seeds=[0], n_evals=steps)
+    f, g = _quadratic_grads(p)
+
+    def D(w):
+        fx, fy = f(w["x"], w["y"])
+        gx_y, gy_y = g(w["x"], w["y"])
+        gx_z, gy_z = g(w["x"], w["z"])  # the same sample at (x, z), as in dnsvrb
+        return {"x": fx + lam * (gx_y - gx_z), "y": fy / lam + gy_y, "z": gy_z}
+
+    def eta(k, t):
+        return {"x": 0.3 * 0.8**t, "y": 0.1, "z": 0.2}[k]
+
+    x0, y0 = np.asarray(p.x0, np.float64), np.asarray(p.y0, np.float64)
+    w = {"x": x0, "y": y0, "z": y0}
+    u = s = D(w)
+    rows = {r["step"]: r for r in res.rows}
+    for t in range(steps):
+        w_new = {k: W @ w[k] - eta(k, t) * s[k] / np.linalg.norm(s[k], axis=1, keepdims=True)
+                 for k in w}
+        u_new = {k: v + (1 - beta) * (u[k] - old) for (k, v), old in
+                 zip(D(w_new).items(), D(w).values())}
+        s = {k: W @ s[k] + u_new[k] - u[k] for k in s}
+        w, u = w_new, u_new
+        r = rows[t + 1]
+        xbar = w["x"].mean(0)
+        assert r["consensus"] == pytest.approx(np.mean(np.sum((w["x"] - xbar) ** 2, 1)),
+                                               rel=1e-9, abs=1e-15), t + 1
+        with jax.enable_x64(True):
+            gn = float(jnp.linalg.norm(p.grad_phi(jnp.asarray(xbar))))
+        assert r["grad_norm"] == pytest.approx(gn, rel=1e-9), t + 1
+        # an odd ring: 3 colours, 5 edges; w and s are 14 float64 = 112 B per message,
+        # 2 · 5 messages per step over 5 agents
+        assert r["comm_rounds"] == 3 * (t + 1) and r["bytes_sent"] == 224 * (t + 1)
+    for k in ("x", "y", "z"):
+        np.testing.assert_allclose(np.asarray(res.states.w[k][0]), w[k], rtol=1e-10,
+                                   atol=1e-12, err_msg=f"w[{k}] after {steps} steps")
+        np.testing.assert_allclose(np.asarray(res.states.s[k][0]), s[k], rtol=1e-10,
+                                   atol=1e-12, err_msg=f"s[{k}] after {steps} steps")
+    assert np.abs(w["x"] - x0).max() > 0.1  # the iterates did move
 
 
 def _decay(v):
@@ -94,19 +222,21 @@ def test_noise_free_consensus_and_stationarity_on_heterogeneous_quadratic():
 
 
 def test_penalty_route_finds_the_right_x_on_a_pl_nonconvex_lower_level():
-    """g_i = Σ r_j² + 3 sin² r_j (r = y − Mx): nonconvex, PL, y*(x) = Mx. x* is closed-form."""
+    """g_i = Σ r_j² + 3 sin² r_j (r = y − Mx): nonconvex, PL, y*(x) = Mx. x* is closed-form.
+    Built and run in float64 (x64 on); the check against x* is done in NumPy float64."""
     with jax.enable_x64(True):
         p = decentralized_pl(m=6, dim=4, dtype=jnp.float64)
         s = make_dec_solver("dnsvrb", eta_x=_decay(0.2), eta_y=_decay(0.2), eta_z=_decay(0.2),
                             lam=1e4, beta=1.0)
         res = run_network(p, s, parse_network("exponential:6"), steps=5000, seeds=[0],
                           n_evals=1)
-        xbar = jnp.mean(res.states.w["x"][0], axis=0)
-        M = jax.jacobian(p.y_star)(xbar)
-        bbar = jnp.mean(p.data_f["b"][:, 0], axis=0)
-        xstar = jnp.linalg.solve(M.T @ M + 0.5 * jnp.eye(4), M.T @ bbar)
-    assert float(jnp.linalg.norm(xstar)) > 0.5
-    assert float(jnp.linalg.norm(xbar - xstar)) < 1e-2, (xbar, xstar)
+        assert res.states.w["x"].dtype == jnp.float64  # the run really is in float64
+        xbar = np.asarray(jnp.mean(res.states.w["x"][0], axis=0))
+        M = np.asarray(jax.jacobian(p.y_star)(jnp.asarray(xbar)))
+    bbar = np.asarray(p.data_f["b"][:, 0]).mean(0)
+    xstar = np.linalg.solve(M.T @ M + 0.5 * np.eye(4), M.T @ bbar)
+    assert np.linalg.norm(xstar) > 0.5
+    assert np.linalg.norm(xbar - xstar) < 1e-2, (xbar, xstar)
     assert res.rows[-1]["y_err"] < 1e-2
 
 

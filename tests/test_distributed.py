@@ -1,11 +1,14 @@
 """Real multi-process runs on localhost (one process per agent, gloo collectives).
 
-Slow-ish by nature (process start + jax.distributed handshake): three launches in total.
+Slow-ish by nature (process start + jax.distributed handshake): four launches in total.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -125,9 +128,27 @@ def test_config_from_env_validates():
             dist.config_from_env({**ok, **bad})
 
 
-def test_distributed_matches_simulated_and_dense_reference(tmp_path):
+def test_distributed_matches_simulated_and_dense_reference(tmp_path, monkeypatch, capsys):
+    """Through the CLI (``htbo launch``): iterates, rows, progress lines and output files."""
+    from htbo.decentralized.cli import main
     m, steps = 4, 50
-    out = _launch(tmp_path, m, steps, ["--save-iterates"])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SRC), str(TESTS)]))
+    out = tmp_path
+    assert main(["launch", "--factory", "test_distributed:gossip_spec", "--problem", "gossip",
+                 "--solver", "gossip", "--network", f"ring:{m}", "--steps", str(steps),
+                 "--n-evals", str(steps), "--seeds", "5-5", "--noise", "none",
+                 "--save-iterates", "--heartbeat", "5", "--timeout", "90",
+                 "--out", str(out)]) == 0
+    cap = capsys.readouterr()
+    progress = [ln for ln in cap.err.splitlines() if ln.startswith("[htbo launch] step")]
+    assert len(progress) == steps and progress[-1].startswith(
+        f"[htbo launch] step {steps}/{steps} seed 5 (1/1): grad_norm"), cap.err
+    assert "| gossip | 1 | 50 |" in (out / "summary.md").read_text() and "| gossip |" in cap.out
+    meta = [json.loads(s) for s in (out / "runs.jsonl").read_text().splitlines()]
+    assert len(meta) == 1 and meta[0]["mode"] == "distributed" and meta[0]["agents"] == m
+    assert meta[0]["network"] == f"ring:{m}" and meta[0]["seeds"] == [5]
+    assert meta[0]["noise"] == "none" and meta[0]["compile_s"] > 0 and meta[0]["run_s"] > 0
+    assert (out / "plot.png").stat().st_size > 10_000
     its = np.load(out / "iterates.npz")
     ref = dense_reference(m, steps, seed=5)
     # simulated mode: vmap of the same per-agent chunk with axis_name="agents"
@@ -173,15 +194,91 @@ def test_dead_agent_stops_run_with_clear_error(tmp_path):
         assert (last_step(tmp_path / "logs" / f"agent-{k}.log") or 0) < 200
 
 
-def test_launch_cli_rejects_inconsistent_agent_count(tmp_path, capsys):
+@pytest.mark.parametrize("extra, msg", [
+    (["--network", "ring:4", "--agents", "3"], "ring:4 has 4 agents but --agents is 3"),
+    (["--network", "ring"], "--agents"),
+    (["--network", "hypercube:4"], "unknown network 'hypercube'"),
+    (["--solver", "nope"], "unknown decentralized solver 'nope'"),
+    (["--problem", "nope"], "unknown decentralized problem 'nope'"),
+    (["--hp", "eta_x=-1"], "eta_x must be a finite positive"),
+    (["--hp", "eta=0.1"], "bad hyperparameters for 'dnsvrb'"),
+    (["--noise", "cauchy:1"], "unknown noise"),
+    (["--seeds", "1,1"], "duplicate seeds"),
+    (["--seeds", "0-x"], "--seeds: expected"),
+    (["--steps", "0"], "--steps must be >= 1"),
+])
+def test_launch_validates_its_arguments_before_starting_agents(tmp_path, capsys, extra, msg):
+    """Bad arguments: one line from the launcher (exit 2), not 'agent 0 exited before its
+    first step' with the reason in a log."""
     from htbo.decentralized.cli import main
-    base = ["launch", "--problem", "p", "--solver", "s", "--steps", "5", "--out", str(tmp_path)]
-    assert main(base + ["--network", "ring:4", "--agents", "3"]) == 2
-    assert "ring:4 has 4 agents but --agents is 3" in capsys.readouterr().err
-    assert main(base + ["--network", "ring"]) == 2
-    assert "--agents" in capsys.readouterr().err
-    assert main(base + ["--network", "ring:4", "--seeds", "1,1"]) == 2
-    assert not (tmp_path / "logs").exists()  # nothing was started
+    argv = ["launch", "--out", str(tmp_path / "o"), "--steps", "5", *extra]
+    if "--network" not in extra:
+        argv += ["--network", "ring:3"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("htbo: error: ") and msg in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()  # nothing was started
+
+
+def test_launch_has_run_s_defaults_and_the_agent_worker_is_hidden():
+    from htbo.cli import build_parser
+    from htbo.decentralized.cli import main
+    parser = build_parser()
+    assert "SUPPRESS" not in parser.format_help()
+    commands = next(a for a in parser._actions if a.dest == "cmd").choices
+    assert "launch" in commands and "agent" not in commands
+    args = parser.parse_args(["launch"])
+    run = parser.parse_args(["run"])
+    for k in ("noise", "seeds", "steps", "budget", "n_evals", "out"):
+        assert getattr(args, k) == getattr(run, k), k
+    with pytest.raises(SystemExit) as e:  # the worker the launcher starts still parses
+        main(["agent", "--help"])
+    assert e.value.code == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # zombies are dead
+    except FileNotFoundError:
+        return False
+
+
+def test_sigterm_to_launch_stops_every_agent(tmp_path):
+    """SIGTERM to ``htbo launch`` while 2 agents compute: the launcher stops them (the agents
+    end on SIGTERM itself, no SIGKILL escalation) and exits 143 with one line; no agent
+    process remains. Agents used to catch SIGTERM (JAX's preemption notifier) and run on."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]))
+    cmd = [sys.executable, "-m", "htbo.cli", "launch", "--factory", "test_distributed:gossip_spec",
+           "--network", "ring:2", "--steps", str(10**8), "--n-evals", str(10**5), "--seeds", "1",
+           "--noise", "none", "--heartbeat", "5", "--out", str(tmp_path)]
+    logs = [tmp_path / "logs" / f"agent-{k}.log" for k in range(2)]
+    with open(tmp_path / "stderr", "w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+    pids = []
+    try:
+        deadline = time.monotonic() + 90
+        while not all(last_step(log) for log in logs):  # both agents are computing
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "stderr").read_text()
+            time.sleep(0.1)
+        pids = [int(log.read_text().split(" pid ", 1)[1].split(":", 1)[0]) for log in logs]
+        assert all(_alive(p) for p in pids)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+        elapsed = time.monotonic() - t0
+        err = (tmp_path / "stderr").read_text().strip().splitlines()
+        assert rc == 128 + signal.SIGTERM, err
+        assert err[-1].startswith("htbo launch: received SIGTERM; stopped all 2 agents in ")
+        assert "SIGKILL" not in err[-1], err[-1]  # the agents ended on SIGTERM
+        assert not any(_alive(p) for p in pids), pids
+        assert elapsed < 10, f"{elapsed:.1f} s from SIGTERM to exit"
+    finally:  # never leave our processes behind, whatever failed above
+        for p in [proc.pid] + pids:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+        proc.wait()
 
 
 def test_count_communication_reads_collectives_off_the_step():

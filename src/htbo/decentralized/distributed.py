@@ -91,9 +91,15 @@ def initialize(cfg: DistConfig) -> None:
 
     Requires exactly one local device per process (on CPU the launcher sets
     ``XLA_FLAGS=--xla_force_host_platform_device_count=1``; on GPU use one visible GPU).
+
+    JAX's preemption service is switched off: it installs a C++ SIGTERM handler that only
+    records a "preemption notice" (for ``multihost_utils.reached_preemption_sync_point``,
+    unused here), so an agent would ignore SIGTERM and keep computing. Without it SIGTERM
+    has its default effect and ends the process at once, even inside a compiled step.
     """
     # only affects the CPU backend; on GPU, collectives go through NCCL automatically
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.config.update("jax_enable_preemption_service", False)
     jax.distributed.initialize(cfg.coordinator, cfg.num_processes, cfg.process_id,
                                initialization_timeout=cfg.init_timeout_s,
                                heartbeat_timeout_seconds=cfg.heartbeat_s,
@@ -200,8 +206,8 @@ def _count(jaxpr, m):
         if name in _COLLECTIVES:
             size = sum(int(np.prod(v.aval.shape)) * v.aval.dtype.itemsize for v in e.invars)
             rounds += 1
-            if name == "ppermute":
-                nbytes += size * len(e.params["perm"])
+            if name == "ppermute":  # self-pairs (k, k) pad a matching for vmap: no traffic
+                nbytes += size * sum(1 for src, dst in e.params["perm"] if src != dst)
             elif name in _GATHERS:
                 nbytes += size * m * (m - 1)
             else:
@@ -221,7 +227,7 @@ def count_communication(solver, problem, mix, m: int) -> dict:
 
     ``problem`` is stacked over ``m`` agents. Returns ``rounds`` (collective calls per step,
     each ``ppermute`` = one exchange along a matching) and ``bytes`` (sent per step by the
-    whole network: ``ppermute``: operand bytes × number of sending agents; ``all_gather``:
+    whole network: ``ppermute``: operand bytes × number of pairs ``src ≠ dst``; ``all_gather``:
     operand bytes × m(m−1)). Other collectives raise a ValueError.
     """
     env = [(AXIS, m)]

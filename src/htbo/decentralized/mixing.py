@@ -3,9 +3,13 @@
 Inside ``jax.vmap(..., axis_name="agents")`` (simulated) or ``shard_map`` over a mesh axis
 ``"agents"`` (one process per agent) the same code runs: each edge-colour matching is one
 ``jax.lax.ppermute`` in which matched agents swap values, so mixing costs
-``#colours`` exchanges and no all-gather::
+``#colours ≤ Δ + 1`` exchanges (Δ: the largest degree) and no all-gather::
 
     mix(x)_i = W_ii x_i + Σ_c W_{i, p_c(i)} x_{p_c(i)}     (p_c(i): i's partner in colour c)
+
+``vmap`` needs each ``ppermute`` to be a full permutation, so agents left out of a matching
+"send" to themselves with weight 0. Those self-pairs are no traffic: ``mix.edges`` counts the
+graph's undirected edges only (each edge carries one message each way per exchange).
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .topology import check_mixing_matrix, edge_coloring
+from .topology import check_mixing_matrix, edge_coloring, max_degree
 
 __all__ = ["make_mixer", "make_dense_mixer", "AXIS"]
 
@@ -21,7 +25,12 @@ AXIS = "agents"
 
 
 def make_mixer(W, axis_name: str = AXIS):
-    """``mix(tree) -> tree``: this agent's ``Σ_j W_ij x_j``; ``mix.rounds`` exchanges/call."""
+    """``mix(tree) -> tree``: this agent's ``Σ_j W_ij x_j``.
+
+    Attributes: ``rounds`` (exchanges per call = edge colours, at most ``max_degree + 1``),
+    ``edges`` (undirected edges of W's graph; a call sends ``2 · edges`` messages per leaf),
+    ``max_degree`` (Δ).
+    """
     W = check_mixing_matrix(W)
     m = len(W)
     perms, weights = [], []
@@ -47,7 +56,8 @@ def make_mixer(W, axis_name: str = AXIS):
         return jax.tree_util.tree_map(one, tree)
 
     mix.rounds = len(perms)
-    mix.edges = int(sum(len(p) for p in perms) // 2)
+    mix.edges = sum(1 for p in perms for i, j in p if i < j)
+    mix.max_degree = max_degree(W)
     return mix
 
 
@@ -64,5 +74,6 @@ def make_dense_mixer(W, axis_name: str = AXIS):
         return jax.tree_util.tree_map(one, tree)
 
     mix.rounds = 1
-    mix.edges = int((np.count_nonzero(W) - len(W)) // 2)
+    mix.edges = int((np.count_nonzero(W) - np.count_nonzero(np.diag(W))) // 2)
+    mix.max_degree = max_degree(W)
     return mix
