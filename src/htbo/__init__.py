@@ -2,6 +2,7 @@
 heavy-tailed gradient noise, in JAX."""
 from __future__ import annotations
 
+from .diagnostics import diagnose
 from .noise import Noise, parse_noise
 from .problems import BilevelProblem, make_problem, with_noise
 from .runner import NonFiniteError, RunResult, run, steps_for_budget
@@ -11,5 +12,5 @@ from .tuning import TuneResult, tune
 __version__ = "0.1.0"
 
 __all__ = ["Noise", "parse_noise", "BilevelProblem", "make_problem", "with_noise", "run",
-           "RunResult", "NonFiniteError", "steps_for_budget", "make_solver", "tune", "TuneResult",
+           "RunResult", "NonFiniteError", "steps_for_budget", "make_solver", "tune", "TuneResult", "diagnose",
            "__version__"]

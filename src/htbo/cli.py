@@ -1,4 +1,4 @@
-"""Command-line interface: ``htbo demo | run | compare | tune | plot | list | launch``.
+"""Command-line interface: ``htbo demo | run | compare | tune | diagnose | plot | list | launch``.
 
 Hyperparameters are ``--hp KEY=VALUE`` (``compare``: ``--hp SOLVER.KEY=VALUE``); a value is
 a number, ``true``/``false``/``none``, or a schedule: ``isqrt:V0:T0`` (V0/sqrt(1+t/T0)),
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from .parsing import parse_assignments, parse_list, parse_seeds, parse_value
+from .parsing import DEFAULT_NOISE, parse_assignments, parse_list, parse_seeds, parse_value
 
 __all__ = ["main", "parse_value", "parse_assignments", "parse_seeds", "build_parser"]
 
@@ -80,7 +80,7 @@ def _solver_maker(name: str, network_W, problem, network: str | None):
     decentralized one lifted to the network (metrics, communication counters, labels)."""
     if network_W is None:
         from .solvers import make_solver
-        return (lambda **hp: make_solver(name, **hp)), (lambda hp: {})
+        return (lambda **hp: make_solver(name, problem=problem, **hp)), (lambda hp: {})
     from .decentralized import make_dec_solver
     from .decentralized.simulate import network_setup
 
@@ -291,7 +291,7 @@ def _base_spec(args, command: str, config: dict | None = None) -> dict:
                     **_jsonable_hp(parse_assignments(args.problem_arg, "--problem-arg"))}
     return dict(command=command, problem=args.problem or config.get("problem") or "quadratic",
                 problem_args=problem_args,
-                noise=args.noise if args.noise is not None else config.get("noise", "stable:1.5"),
+                noise=args.noise if args.noise is not None else config.get("noise", DEFAULT_NOISE),
                 network=network, **_budget_spec(args))
 
 
@@ -495,7 +495,8 @@ def _problem_opts(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="htbo", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="htbo", description="stochastic bilevel, minimax and "
+                                 "decentralized bilevel optimization under heavy-tailed noise")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = sub.add_parser("demo", help="N²SBA vs F2SA vs clipped F2SA on a heavy-tailed quadratic")
     _common(p)
@@ -547,6 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
     from .decentralized.cli import configure
     configure(sub)  # htbo launch
+    from .diagnostics.cli import configure as configure_diagnose
+    configure_diagnose(sub)  # htbo diagnose
     return ap
 
 

@@ -7,7 +7,9 @@
 """
 from __future__ import annotations
 
-__all__ = ["parse_value", "parse_assignments", "parse_seeds", "parse_list"]
+__all__ = ["parse_value", "parse_assignments", "parse_seeds", "parse_list", "DEFAULT_NOISE"]
+
+DEFAULT_NOISE = "stable:1.5"  # the noise of run, compare, tune and launch when none is given
 
 _SCHEDULES = {"isqrt": ("inverse_sqrt", 1, 2), "power": ("inverse_power", 1, 3),
               "linear": ("linear_growth", 2, 3), "exp": ("exponential", 2, 2)}

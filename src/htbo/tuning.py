@@ -94,11 +94,11 @@ class TuneResult:
         return "\n".join(lines)
 
 
-def _maker(solver) -> tuple[str, Callable]:
+def _maker(solver, problem=None) -> tuple[str, Callable]:
     if isinstance(solver, str):
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; available: {sorted(SOLVERS)}")
-        return solver, lambda **kw: make_solver(solver, **kw)
+        return solver, lambda **kw: make_solver(solver, problem=problem, **kw)
     if callable(solver):
         return getattr(solver, "__name__", "solver"), solver
     raise ValueError(f"solver must be a registered name or a constructor, got {solver!r}")
@@ -151,7 +151,7 @@ def tune(problem, solver, grid, *, budget: int | None = None, steps: int | None 
         raise ValueError("give exactly one of budget (SFO) or steps")
     seeds = check_seeds(range(seeds) if isinstance(seeds, (int, np.integer)) and
                         not isinstance(seeds, bool) else seeds)
-    name, make = _maker(solver)
+    name, make = _maker(solver, problem)
     name = label or name
     base = dict(hp or {})
     points = expand_grid(grid)

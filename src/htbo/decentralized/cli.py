@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import os
 import sys
 from pathlib import Path
 
-from ..parsing import parse_assignments, parse_seeds
+from ..parsing import DEFAULT_NOISE, parse_assignments, parse_seeds
 
 __all__ = ["configure", "main", "load_factory", "registry_spec", "write_outputs"]
 
@@ -73,16 +72,20 @@ def _build_spec(args, name: str, m: int) -> dict:
 
 
 def _steps(args, solver) -> int:
-    """``--steps``, or ``--budget // SFO per step`` (at least 1): ``htbo run``'s rule."""
-    from ..cli import _steps as run_steps  # imported here: htbo.cli imports this module
-    return run_steps(args, solver)
+    """``--steps``, or ``--budget // SFO per step``: ``htbo run``'s rule."""
+    from ..runner import steps_for_budget
+    if args.steps is not None:
+        if args.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        return args.steps
+    return steps_for_budget(solver, args.budget)
 
 
 def _common(p):
     """The options of ``htbo run`` that apply here, with the same defaults."""
     p.add_argument("--problem", default="quadratic")
     p.add_argument("--solver", default="dnsvrb")
-    p.add_argument("--noise", default="stable:1.5",
+    p.add_argument("--noise", default=DEFAULT_NOISE,
                    help="noise law: none, gauss, t:NU, pareto:A, stable:ALPHA (+@SIGMA, /radial)")
     p.add_argument("--network", default="ring", help="topology NAME or NAME:M (default ring)")
     p.add_argument("--seeds", default="5", help="a count N (seeds 0..N-1), a list 0,3,7 or a "
@@ -108,6 +111,7 @@ def configure(subparsers) -> None:
     p.add_argument("--heartbeat", type=int, default=10,
                    help="seconds without heartbeat before a peer counts as dead")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
     p.set_defaults(func=cmd_launch)
 
 
@@ -144,10 +148,8 @@ def cmd_launch(args) -> int:
     spec = _build_spec(args, name, m)  # the agents' first step, here, before starting any
     solver, problem = spec["solver"], spec["problem"]
     steps = _steps(args, solver)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("runs.jsonl", "meta.json", "summary.md", "plot.png"):
-        (out / stale).unlink(missing_ok=True)  # history.jsonl is restarted by agent 0
+    from ..outputs import prepare_out
+    out = prepare_out(args.out, overwrite=args.overwrite)
     if not args.no_progress:
         print(f"[htbo launch] {solver.name} on {problem.name}, {name}:{m}: {steps} steps x "
               f"{len(seeds)} seeds, noise {problem.noise or 'none'}; logs: {out / 'logs'}",
@@ -180,23 +182,7 @@ def cmd_launch(args) -> int:
     return 0
 
 
-# -- outputs shared by the simulated (htbo run --network) and distributed (launch) modes ----
-def _json_value(v):
-    """A JSON value for a hyperparameter: numbers, booleans, None and strings as they are,
-    non-finite floats and anything else (a schedule: its CLI string) as ``repr``."""
-    if hasattr(v, "item") and getattr(v, "shape", None) == ():
-        v = v.item()
-    if v is None or isinstance(v, (bool, int, str)):
-        return v
-    if isinstance(v, float):
-        return v if math.isfinite(v) else repr(v)
-    if isinstance(v, dict):
-        return {str(k): _json_value(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_value(x) for x in v]
-    return repr(v)
-
-
+# -- outputs ---------------------------------------------------------------------------------
 def _title(meta: dict, n_seeds: int) -> str:
     return (f"{meta.get('solver', '?')} on {meta.get('problem', '?')}, "
             f"{meta.get('network', '?')} ({meta.get('mode', '?')}), noise "
@@ -207,29 +193,21 @@ def write_outputs(out_dir, rows: list[dict], meta, title: str | None = None,
                   metric: str = "grad_norm") -> str:
     """Write a finished decentralized run's files; return the summary table (markdown).
 
-    * ``summary.md``: :func:`htbo.history.summarize` of ``rows`` as a table;
-    * ``runs.jsonl``: ``meta`` appended, one JSON line per dict (a dict or a list of them:
-      solver, problem, noise, network, agents, mode, steps, seeds, compile_s, run_s,
-      hparams, ...); values are made JSON values (numbers stay numbers, a schedule becomes
-      its CLI string);
-    * ``plot.png``: :func:`htbo.plots.plot_histories` of ``rows`` with ``title`` (default:
-      solver, problem, network, mode and noise of the first ``meta``, seeds in ``rows``).
+    ``meta`` (a dict or a list of them: solver, problem, noise, network, agents, mode, steps,
+    seeds, compile_s, run_s, hparams, ...) is appended to ``runs.jsonl`` (hyperparameters as
+    JSON values: numbers stay numbers, a schedule becomes its CLI string); ``summary.md`` and
+    ``plot.png`` are written by :func:`htbo.outputs.write_summary`, as for every other run.
     """
-    from ..history import JsonlWriter, format_table, summarize
-    from ..plots import plot_histories
+    from ..history import JsonlWriter
+    from ..outputs import write_summary
     if not rows:
         raise ValueError(f"no history rows to summarize in {out_dir}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     metas = [meta] if isinstance(meta, dict) else list(meta)
     with JsonlWriter(str(out / "runs.jsonl")) as w:
-        w([_json_value(dict(x)) for x in metas])
-    table = format_table(summarize(rows, metric), metric)
-    (out / "summary.md").write_text(table + "\n")
+        w([dict(x) for x in metas])
     seeds = len({r["seed"] for r in rows})
-    plot_histories(rows, str(out / "plot.png"), metric=metric,
-                   title=title or _title(metas[0] if metas else {}, seeds))
-    return table
+    return write_summary(out, rows, title or _title(metas[0] if metas else {}, seeds), metric)
 
 
 # -- the per-process worker ----------------------------------------------------------------

@@ -13,6 +13,7 @@ from .sgda import sgda
 from .sgdmax import sgdmax
 from .soba import soba
 from .stocbio import stocbio
+from .theory import TheoryPreset, n2sba_theory, n2sgda_theory
 
 # name -> constructor taking keyword hyperparameters
 SOLVERS = {
@@ -65,4 +66,4 @@ def make_solver(name: str, problem=None, **hparams) -> Solver:
 
 __all__ = ["Solver", "Update", "plain", "normalized", "clipped", "n2sba", "f2sa", "f2ba",
            "stocbio", "soba", "n2sgda", "sgda", "sgdmax", "SOLVERS", "make_solver", "register_solver",
-           "problem_defaults"]
+           "problem_defaults", "TheoryPreset", "n2sba_theory", "n2sgda_theory"]
