@@ -99,8 +99,9 @@ def ridge_t(dataset: str = "diabetes", nu: float = 1.5, noise_scale: float = 0.5
     def f(x, y, batch):
         return sq_loss(y, batch)
 
-    A1 = jnp.concatenate([train["a"], jnp.ones((len(train["t"]), 1), dtype)], axis=1)
-    gram, rhs = A1.T @ A1 / A1.shape[0], A1.T @ train["t"] / A1.shape[0]
+    A1 = np.column_stack([np.asarray(train["a"], np.float64), np.ones(len(train["t"]))])
+    gram = jnp.asarray(A1.T @ A1 / len(A1), dtype)
+    rhs = jnp.asarray(A1.T @ np.asarray(train["t"], np.float64) / len(A1), dtype)
 
     def y_star(x):
         v = jnp.linalg.solve(gram + jnp.diag(jnp.append(jnp.exp(x), bias_reg)), rhs)
