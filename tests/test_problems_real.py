@@ -280,3 +280,11 @@ def test_ridge_t_closed_forms_match_independent_float64_finite_differences():
         fd = (phi(xn + e) - phi(xn - e)) / (2 * h)
         np.testing.assert_allclose(hyper[j], fd, rtol=1e-5, atol=1e-10)
     assert np.max(np.abs(hyper)) > 1e-3
+
+
+def test_hill_estimate_recovers_a_pareto_tail_and_checks_k():
+    rng = np.random.default_rng(0)
+    pareto = rng.pareto(1.5, 200000) + 1.0  # P(X > u) = u^{-1.5}
+    assert abs(hill_estimate(pareto, 2000) - 1.5) < 0.1
+    with pytest.raises(ValueError, match="k must be in"):
+        hill_estimate(pareto[:10], 10)
