@@ -72,8 +72,12 @@ def implicit_grad_phi(problem, x, y_star, cg_iters: int = 200, tol: float = 1e-1
 def evaluate(problem, x, y_hat, inner_iters: int = 200, cg_iters: int = 200) -> dict:
     """Metrics at ``(x, ŷ)``: ``grad_norm``, ``phi``, ``y_err`` (= ‖ŷ − y*(x)‖), user metrics.
 
-    ``problem`` should be the clean problem (no injected noise); jit this function.
+    ``problem`` should be the clean problem (no injected noise); jit this function. A problem
+    whose ``info["hypergradient"]`` is ``False`` (a nonconvex lower level, where y*(x) and
+    ∇φ are not defined) gets only its user metrics: no lower solve, no CG.
     """
+    if problem.info.get("hypergradient", True) is False:
+        return dict(problem.metrics(x, y_hat)) if problem.metrics is not None else {}
     if problem.y_star is not None:
         ys = problem.y_star(x)
     else:

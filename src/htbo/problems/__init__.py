@@ -4,6 +4,8 @@ from __future__ import annotations
 from .base import BilevelProblem, validate_problem, with_noise
 from .l2reg import l2reg
 from .dro import dro
+from .hypercleaning import hypercleaning
+from .ridge_t import ridge_t
 from .minimax import minimax_problem, minimax_quadratic
 from .quadratic import quadratic, quadratic_data
 
@@ -14,6 +16,8 @@ PROBLEMS = {
     "l2reg": l2reg,
     "minimax-quadratic": minimax_quadratic,
     "dro": dro,
+    "hypercleaning": hypercleaning,
+    "ridge-t": ridge_t,
 }
 
 
@@ -36,4 +40,4 @@ def make_problem(name: str, noise=None, **kwargs) -> BilevelProblem:
 
 
 __all__ = ["minimax_problem", "minimax_quadratic", "dro", "BilevelProblem", "validate_problem", "with_noise", "quadratic", "quadratic_data",
-           "l2reg", "PROBLEMS", "make_problem", "register_problem"]
+           "l2reg", "hypercleaning", "ridge_t", "PROBLEMS", "make_problem", "register_problem"]
