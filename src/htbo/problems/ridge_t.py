@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import BilevelProblem
+from .base import BilevelProblem, cached
 from .l2reg import split_standardize
 
 __all__ = ["ridge_t", "DATASETS"]
@@ -53,6 +53,7 @@ def _load(dataset: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     return X, Z @ (rng.standard_normal(X.shape[1]) / np.sqrt(X.shape[1]))
 
 
+@cached
 def ridge_t(dataset: str = "diabetes", nu: float = 1.5, noise_scale: float = 0.5,
             seed: int = 0, reg0: float = 0.1, bias_reg: float = 1e-3,
             fractions=(0.5, 0.25, 0.25), dtype=jnp.float32) -> BilevelProblem:

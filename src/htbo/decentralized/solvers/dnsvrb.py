@@ -127,6 +127,7 @@ def dnsvrb(*, eta_x=0.02, eta_y=0.05, eta_z=0.05, lam: float = 10.0, beta: float
 @program
 def _dnsvrb_program(route, update, inner_update, tracking, storm, batch, shared, eps):
     third = "z" if route == "penalty" else "v"
+    eta_key = {"x": "eta_x", "y": "eta_y", third: "eta_z"}  # eta_z also steps v (HVP route)
     dirs = _penalty_dirs if route == "penalty" else _hvp_dirs
 
     def transform(kind, d, hp):
@@ -147,7 +148,7 @@ def _dnsvrb_program(route, update, inner_update, tracking, storm, batch, shared,
         hp, t = st.hp, st.t
         d = st.s if tracking else st.u
         w_mix, s_mix = mix((st.w, st.s)) if tracking else (mix(st.w), st.s)
-        w = {k: tree_axpy(-hp[f"eta_{k}"](t),
+        w = {k: tree_axpy(-hp[eta_key[k]](t),
                           transform(update if k == "x" else inner_update, d[k], hp), w_mix[k])
              for k in w_mix}
         k = agent_key(key)

@@ -1,9 +1,8 @@
-"""Tail diagnostics of a problem's *own* gradient noise (no injected noise).
+"""Per-sample gradient noise of a problem's *own* data (no injected noise).
 
-``per_sample_grad_norms`` gives ``‖∇ℓ_i − mean_j ∇ℓ_j‖`` for every sample ``i`` of a data
-set (ℓ = f on ``data_f`` or g on ``data_g``, single-sample batches); ``hill_estimate`` is
-the Hill estimator of the tail index α of such norms (``P(N > u) ≈ u^{-α}``): α < 2 means
-infinite variance.
+``per_sample_grad_norms`` gives ``‖∇ℓ_i − mean_j ∇ℓ_j‖`` for every sample ``i`` of a data set
+(ℓ = f on ``data_f`` or g on ``data_g``, single-sample batches): the natural noise of a
+one-sample oracle. Its tail index is estimated by :func:`htbo.diagnostics.tail.hill_alpha`.
 """
 from __future__ import annotations
 
@@ -12,18 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["hill_estimate", "per_sample_grad_norms"]
-
-
-def hill_estimate(samples, k: int) -> float:
-    """Hill estimate of the tail index from the ``k`` largest of ``samples`` (> 0):
-    ``1 / mean_{i<k} log(X_(i) / X_(k))`` with ``X_(0) ≥ X_(1) ≥ …``."""
-    x = np.sort(np.asarray(samples, np.float64).ravel())[::-1]
-    if not 1 <= k < len(x):
-        raise ValueError(f"k must be in [1, {len(x) - 1}], got {k}")
-    if x[k] <= 0:
-        raise ValueError("the k+1 largest samples must be positive")
-    return float(1.0 / np.mean(np.log(x[:k] / x[k])))
+__all__ = ["per_sample_grad_norms"]
 
 
 def per_sample_grad_norms(problem, which: str, x, y, wrt: str = "y",
