@@ -1,4 +1,5 @@
 """CLI: the README's demo path, compare output files, clear errors for bad input."""
+import json
 import math
 import os
 import re
@@ -133,3 +134,116 @@ def test_compare_grid_runs_every_point_and_plots_each_solvers_best(tmp_path, cap
     with pytest.raises(SystemExit):
         main(["run", "--grid", "soba.eta=1"])  # grid is a compare option
     assert main(["compare", "--grid", "eta=1,2", "--steps", "1", "--out", str(out)]) == 2
+
+
+_SMALL = ["--problem", "quadratic", "--problem-arg", "dim_x=3", "--problem-arg", "dim_y=4",
+          "--no-progress", "--n-evals", "2"]
+
+
+def test_tune_prints_the_ranking_and_best_json_round_trips(tmp_path, capsys):
+    out = tmp_path / "t"
+    rc = main(["tune", *_SMALL, "--grid", "eta=isqrt:0.03:100,isqrt:0.3:100",
+               "--grid", "lam=10,30", "--steps", "60", "--seeds", "2", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0
+    ranked = re.findall(r"^\s+\d+\. (n2sba\[[^\]]+\]): ([0-9.e+-]+)", text, re.M)
+    assert len(ranked) == 4
+    best = json.loads((out / "best.json").read_text())
+    assert best["from_point"] == ranked[0][0] and best["solver"] == "n2sba"
+    assert (out / "plot.png").exists() and "n2sba (defaults)" in (out / "summary.md").read_text()
+    # the best point, run again from best.json, reproduces its median
+    rc = main(["run", "--config", str(out / "best.json"), "--steps", "60", "--seeds", "2",
+               "--n-evals", "2", "--no-progress", "--out", str(tmp_path / "again")])
+    assert rc == 0
+    (s,) = summarize(_rows(tmp_path / "again"))
+    assert s["median"] == pytest.approx(float(ranked[0][1]), rel=1e-3)
+
+
+@pytest.mark.parametrize("grid, msg", [
+    ("eta=0.1,,0.3", "empty value"), ("eta=isqrt:a:b", "--grid eta=isqrt:a:b: bad schedule"),
+    ("eta", "must be KEY=V1,V2"), ("bogus=1,2", r"n2sba\[bogus=1\]: bad hyperparameters"),
+    ("eta=0.1,-2", r"n2sba\[eta=-2\]: n2sba: eta must be")])
+def test_bad_grid_strings_give_one_line_errors(tmp_path, capsys, grid, msg):
+    rc = main(["tune", *_SMALL, "--grid", grid, "--steps", "5", "--out", str(tmp_path / "g")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and re.search(msg, err) and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "g").exists()  # nothing written for a command that failed checks
+
+
+def test_output_directories_are_never_mixed(tmp_path, capsys):
+    out = tmp_path / "d"
+    base = ["run", *_SMALL, "--steps", "20", "--seeds", "1", "--out", str(out)]
+    assert main(base + ["--hp", "eta=0.1"]) == 0
+    assert main(base + ["--hp", "eta=0.3"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(base + ["--hp", "eta=0.3", "--overwrite"]) == 0
+    meta = read_jsonl(str(out / "runs.jsonl"))
+    assert [m["status"] for m in meta] == ["started", "finished"]   # the first run is gone
+    assert meta[0]["hparams"] == {"eta": 0.3}                        # JSON values, not repr
+    (tmp_path / "file").write_text("x")
+    assert main(["run", *_SMALL, "--steps", "5", "--out", str(tmp_path / "file")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert main(["run", *_SMALL, "--steps", "5", "--hp", "eta=-1",
+                 "--out", str(tmp_path / "never")]) == 2
+    assert not (tmp_path / "never").exists()
+
+
+def test_plot_with_an_unknown_metric_and_duplicate_solvers_are_errors(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["run", *_SMALL, "--steps", "10", "--seeds", "1", "--out", str(out)]) == 0
+    assert main(["plot", str(out), "--metric", "nosuch"]) == 2
+    assert "unknown metric 'nosuch'" in capsys.readouterr().err
+    assert main(["compare", *_SMALL, "--solvers", "n2sba,n2sba", "--steps", "5",
+                 "--out", str(tmp_path / "c")]) == 2
+    assert "more than once" in capsys.readouterr().err
+    assert main(["run", *_SMALL, "--budget", "10", "--out", str(tmp_path / "b")]) == 2
+    assert "give at least 39" in capsys.readouterr().err
+
+
+def test_problem_as_module_function(tmp_path, monkeypatch):
+    (tmp_path / "myprob.py").write_text(
+        "from htbo.problems import quadratic\n"
+        "def make(dim=3):\n    return quadratic(dim_x=dim, dim_y=dim).replace(name='mine')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "m"
+    assert main(["run", "--problem", "myprob:make", "--problem-arg", "dim=2", "--steps", "10",
+                 "--seeds", "1", "--n-evals", "1", "--no-progress", "--out", str(out)]) == 0
+    assert {r["problem"] for r in _rows(out)} == {"mine"}
+    assert main(["run", "--problem", "myprob:nothing", "--steps", "1", "--out",
+                 str(tmp_path / "x")]) == 2
+
+
+def test_a_killed_run_resumes_with_identical_iterates(tmp_path):
+    """SIGKILL a run after a few evaluations; --resume finishes it; every evaluation row
+    equals the uninterrupted run's, value for value."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    args = ["run", "--problem", "quadratic", "--noise", "stable:1.5", "--hp", "inner_steps=40",
+            "--steps", "40000", "--seeds", "2", "--n-evals", "40", "--no-progress"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "htbo.cli", *args, "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hist = killed / "history.jsonl"
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if hist.exists() and len(hist.read_text().splitlines()) >= 8:  # 3+ evaluations
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    rows = read_jsonl(str(hist))
+    assert 0 < max(r["step"] for r in rows) < 40000, "the run was not interrupted mid-way"
+    assert main(["run", "--resume", str(killed), "--no-progress"]) == 0
+    whole = tmp_path / "whole"
+    assert main([*args, "--out", str(whole)]) == 0
+    a = {(r["seed"], r["step"]): r for r in _rows(killed)}
+    b = {(r["seed"], r["step"]): r for r in _rows(whole)}
+    assert set(b) <= set(a)
+    for k in b:
+        assert (a[k]["grad_norm"], a[k]["phi"], a[k]["y_err"]) == \
+            (b[k]["grad_norm"], b[k]["phi"], b[k]["y_err"]), k

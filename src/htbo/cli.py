@@ -75,6 +75,15 @@ def make_problem_from(name: str, noise, problem_args: dict, network: str | None 
     return make_problem(name, noise=noise, **problem_args), None
 
 
+def default_noise(problem) -> str:
+    """The noise a run uses when none is given: the problem's documented ``info["noise"]``;
+    otherwise none for problems with data (their sampling is the noise) and
+    ``DEFAULT_NOISE`` for problems without data."""
+    if problem.info.get("noise"):
+        return str(problem.info["noise"])
+    return "none" if problem.data_f is not None or problem.data_g is not None else DEFAULT_NOISE
+
+
 def _solver_maker(name: str, network_W, problem, network: str | None):
     """``(make(**hp) -> Solver, run_kwargs(hp) -> dict)`` for a registered solver, or for a
     decentralized one lifted to the network (metrics, communication counters, labels)."""
@@ -103,7 +112,12 @@ class _Plan:
 
     def __init__(self, spec: dict):
         self.spec = spec
-        self.problem, self.W = make_problem_from(spec["problem"], spec.get("noise"),
+        if spec.get("noise") is None and not spec.get("network"):
+            clean, _ = make_problem_from(spec["problem"], None,
+                                         _hp_from_json(spec.get("problem_args", {})))
+            spec["noise"] = default_noise(clean)
+        self.problem, self.W = make_problem_from(spec["problem"], spec.get("noise") or
+                                                 DEFAULT_NOISE,
                                                  _hp_from_json(spec.get("problem_args", {})),
                                                  spec.get("network"))
         self.seeds = parse_seeds(spec["seeds"])
@@ -195,6 +209,7 @@ def execute_spec(spec: dict, out: str, *, resume: bool = False, overwrite: bool 
     records = last_records(path) if resume else {}
     problem, seeds = plan.problem, plan.seeds
     noise = str(problem.noise) if problem.noise else "none"
+    metric = spec.get("metric") or problem.info.get("metric") or "grad_norm"
     starts = _resume_points(plan, path, records) if resume else {}
     failed = False
     with JsonlWriter(str(path / "history.jsonl")) as hist, \
@@ -222,8 +237,8 @@ def execute_spec(spec: dict, out: str, *, resume: bool = False, overwrite: bool 
                            steps=spec.get("steps"), hvp_cost=spec.get("hvp_cost", 0.0),
                            seeds=seeds, hp=e["hp_obj"], n_evals=spec["n_evals"], writer=hist,
                            progress=progress, run_kwargs=rk, label=label,
-                           metric=spec.get("metric", "grad_norm"))
-                runs([dict(base, status="finished", best=res.best["label"],
+                           metric=metric)
+                runs([dict(base, status="finished", best=res.best["label"], metric=metric,
                            best_hparams=_jsonable_hp(res.best["hparams"]),
                            table=[{k: t[k] for k in ("label", "median", "q20", "q80",
                                                      "diverged")} for t in res.table],
@@ -253,7 +268,6 @@ def execute_spec(spec: dict, out: str, *, resume: bool = False, overwrite: bool 
                 print(f"[htbo] {label}: compile {res.compile_s:.2f} s, run {res.run_s:.3f} s "
                       f"({1e6 * res.run_s / res.steps:.1f} µs/step for {len(seeds)} seeds)", file=sys.stderr)
     rows = read_jsonl(str(path / "history.jsonl"))
-    metric = spec.get("metric", "grad_norm")
     title = (f"{problem.name}{' on ' + spec['network'] if spec.get('network') else ''}, "
              f"noise {noise}: median over {len(seeds)} seeds, band 20–80%")
     only, notes = None, []
@@ -268,6 +282,10 @@ def execute_spec(spec: dict, out: str, *, resume: bool = False, overwrite: bool 
         notes = [best_line] + notes
     table = write_summary(path, rows, title, metric, only=only, note="\n".join(notes))
     print(table)
+    if spec.get("network"):
+        last = max(rows, key=lambda r: (r["step"], r["seed"]))
+        print(f"consensus {last['consensus']:.3g}, {last['comm_rounds']} communication rounds, "
+              f"{last['bytes_sent']:,.0f} bytes sent per agent")
     print(f"\nhistory: {path / 'history.jsonl'}\nplot:    {path / 'plot.png'}")
     return 1 if failed else 0
 
@@ -281,7 +299,8 @@ def _budget_spec(args) -> dict:
     if args.n_evals < 1:
         raise ValueError(f"--n-evals must be >= 1, got {args.n_evals}")
     return dict(steps=args.steps, budget=None if args.steps is not None else args.budget,
-                seeds=args.seeds, n_evals=args.n_evals, hvp_cost=args.hvp_cost)
+                seeds=args.seeds, n_evals=args.n_evals, hvp_cost=args.hvp_cost,
+                metric=args.metric)
 
 
 def _base_spec(args, command: str, config: dict | None = None) -> dict:
@@ -291,7 +310,7 @@ def _base_spec(args, command: str, config: dict | None = None) -> dict:
                     **_jsonable_hp(parse_assignments(args.problem_arg, "--problem-arg"))}
     return dict(command=command, problem=args.problem or config.get("problem") or "quadratic",
                 problem_args=problem_args,
-                noise=args.noise if args.noise is not None else config.get("noise", DEFAULT_NOISE),
+                noise=args.noise if args.noise is not None else config.get("noise"),
                 network=network, **_budget_spec(args))
 
 
@@ -373,7 +392,6 @@ def cmd_tune(args):
     hp = _jsonable_hp(parse_assignments(args.hp, "--hp"))
     jgrid = {k: [v if isinstance(v, (int, float, str, bool)) else repr(v) for v in vs]
              for k, vs in grid.items()}
-    spec["metric"] = args.metric
     spec["entries"] = [dict(label=solver, solver=solver, hp=hp, grid=jgrid),
                        dict(label=f"{solver} (defaults)", solver=solver, hp=hp)]
     rc = execute_spec(spec, args.out, overwrite=args.overwrite, progress=not args.no_progress)
@@ -383,13 +401,13 @@ def cmd_tune(args):
     best = dict(solver=solver, label=f"{solver} (tuned)",
                 hp={**hp, **rec["best_hparams"]}, problem=spec["problem"],
                 problem_args=spec["problem_args"], noise=spec["noise"], network=spec["network"],
-                metric=args.metric, median=rec["table"][0]["median"],
+                metric=rec.get("metric"), median=rec["table"][0]["median"],
                 budget=spec["budget"], steps=spec["steps"], seeds=spec["seeds"],
                 from_point=rec["best"])
     best["hp"] = {k: v for k, v in best["hp"].items()}
     (Path(args.out) / "best.json").write_text(json.dumps(best, indent=1) + "\n")
-    print("\nranked grid (median final "
-          f"{args.metric} over {len(parse_seeds(spec['seeds']))} seeds):")
+    print(f"\nranked grid (median final {rec.get('metric')} over "
+          f"{len(parse_seeds(spec['seeds']))} seeds):")
     for i, t in enumerate(rec["table"], 1):
         dv = f"  ({t['diverged']} seeds diverged)" if t["diverged"] else ""
         print(f"  {i:2d}. {t['label']}: {t['median']:.4g} [{t['q20']:.4g}, {t['q80']:.4g}]{dv}")
@@ -469,7 +487,8 @@ def cmd_list(args):
 def _common(p, budget=True):
     p.add_argument("--noise", default=None,
                    help="noise law: none, gauss, t:NU, pareto:A, stable:ALPHA (+@SIGMA, /radial); "
-                        "default stable:1.5")
+                        f"default: the problem's documented noise (none for problems with data, "
+                        f"{DEFAULT_NOISE} without)")
     p.add_argument("--seeds", default="5",
                    help="a count N (seeds 0..N-1), a list 0,3,7 or a range 0-4 (default 5)")
     g = p.add_mutually_exclusive_group()
@@ -480,6 +499,9 @@ def _common(p, budget=True):
                    help="SFO-equivalents charged per Hessian-vector product against --budget "
                         "(default 0: HVPs are counted apart, not charged)")
     p.add_argument("--n-evals", type=int, default=25, help="evaluation points per run")
+    p.add_argument("--metric", default=None,
+                   help="rank and plot by this final metric (lower is better; default the "
+                        "problem's, usually grad_norm)")
     p.add_argument("--out", default="htbo-out", help="output directory")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a previous run in --out")
@@ -535,7 +557,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="values of one hyperparameter (repeatable: the Cartesian product)")
     p.add_argument("--hp", action="append", metavar="KEY=VALUE",
                    help="fixed hyperparameter for every point")
-    p.add_argument("--metric", default="grad_norm", help="rank by this final metric")
     p.add_argument("--resume", default=None, help=argparse.SUPPRESS)
     _common(p)
     p.set_defaults(func=cmd_tune)

@@ -178,16 +178,7 @@ def quadratic_data(n_inner: int = 1024, n_outer: int = 1024, dim_x: int = 100,
         return jnp.mean(0.5 * uy**2 + (batch["p"] @ x) * (batch["q"] @ y) + batch["a"] @ y
                         + 0.5 * rx**2 + batch["b"] @ x) + half_rho * x @ x
 
-    # Stable defaults from the data: one sample's lower-level Hessian u_i u_iᵀ + μI has
-    # eigenvalue ‖u_i‖² + μ (≈ Σ_j D_j², about dim_y·(1+κ)/2), far above the mean curvature
-    # κ, so minibatch steps on y, z, v must stay below 1/L_g; plain outer steps below 1/L_φ.
-    L_g = float(np.max(np.sum(u**2, 1)) + mu)
-    L_phi = float(np.linalg.eigvalsh(_phi_hessian(A, C, At, Ct, Bt))[-1])
-    inner = float(f"{1.0 / L_g:.2g}")
-    plain = dict(eta=float(f"{0.5 / L_phi:.2g}"))
-    defaults = {"*": dict(alpha=inner, tau=inner, rho=inner, neumann_lr=inner),
-                **{s: plain for s in ("f2ba", "f2sa", "clipped-f2sa", "soba", "clipped-soba",
-                                      "stocbio")}}
+    defaults, L_g, L_phi = _data_defaults(u, mu, A, C, At, Ct, Bt)
     return BilevelProblem(
         f=f, g=g, x0=jnp.zeros(dim_x, dtype), y0=jnp.zeros(dim_y, dtype),
         data_f=data_f, data_g=data_g, y_star=y_star, phi=phi, grad_phi=grad_phi,
@@ -195,3 +186,31 @@ def quadratic_data(n_inner: int = 1024, n_outer: int = 1024, dim_x: int = 100,
         info=dict(n_inner=n_inner, n_outer=n_outer, dim_x=dim_x, dim_y=dim_y, kappa=kappa,
                   mu=mu, rho=float(rho), factors=factors, seed=seed, L_g=L_g, L_phi=L_phi,
                   solver_defaults=defaults))
+
+
+DATA_BATCH = 32
+
+
+def _data_defaults(u, mu, A, C, At, Ct, Bt, batch: int = DATA_BATCH, draws: int = 300):
+    """Stable starting hyperparameters of :func:`quadratic_data`, from its data.
+
+    One sample's lower-level Hessian ``u_i u_iᵀ + μI`` has the eigenvalue ``‖u_i‖² + μ``
+    (about ``dim_y (1 + κ)/2``), far above the mean curvature κ, so minibatch steps on y, z
+    and v must stay below ``1/L_g``: ``L_g`` is the largest top eigenvalue over ``draws``
+    random minibatches of ``batch`` samples (the default batch of every solver here). The
+    outer steps were measured stable on the default problem, with and without noise
+    (docs/tuning.md): plain penalty methods need a slow x (η = 1e-3, λ = 10) so that the
+    inner loops keep up; N²SBA moves x by η = 0.1 per step.
+    """
+    rng = np.random.default_rng(0)
+    L_g = max(float(np.linalg.eigvalsh(u[i].T @ u[i] / batch)[-1])
+              for i in (rng.integers(0, len(u), batch) for _ in range(draws))) + mu
+    L_phi = float(np.linalg.eigvalsh(_phi_hessian(A, C, At, Ct, Bt))[-1])
+    inner = float(f"{1.0 / L_g:.2g}")
+    batches = dict(batch_in=batch, batch_out=batch, batch=batch, batch_hvp=batch)
+    penalty = dict(lam=10.0, eta=1e-3)
+    defaults = {"*": dict(alpha=inner, tau=inner, rho=inner, neumann_lr=inner, **batches),
+                "n2sba": dict(lam=10.0, eta=0.1), "f2ba": penalty, "f2sa": penalty,
+                "clipped-f2sa": penalty, "soba": dict(eta=3e-3), "clipped-soba": dict(eta=3e-3),
+                "stocbio": dict(eta=3e-3)}
+    return defaults, L_g, L_phi
