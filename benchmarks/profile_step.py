@@ -148,7 +148,10 @@ def jax_random_sampler():
 
 def profile(problem, solver, hlo_path=None):
     jax.clear_caches()  # jit caches by function: a swapped sampler must be traced anew
-    st = solver.init(problem, problem.x0, problem.y0, jax.random.key(1))
+    if hasattr(solver, "start"):  # hyperparameters in the state: init(..., key, hp)
+        st = solver.start(problem, jax.random.key(1))
+    else:
+        st = solver.init(problem, problem.x0, problem.y0, jax.random.key(1))
     compiled = jax.jit(solver.step).lower(problem, st, jax.random.key(0)).compile()
     ca = compiled.cost_analysis()
     ca = ca[0] if isinstance(ca, (list, tuple)) else ca
@@ -227,8 +230,9 @@ def main():
     print(f"this machine, now: {rates['bytes_per_s'] / 1e9:.1f} GB/s streaming (16 MB matvec), "
           f"{rates['flops_per_s'] / 1e9:.1f} GFLOP/s (512³ matmul); floor of a step = "
           "max(dot flops / GFLOP/s, bytes needed / GB/s)\n")
-    samplers = [("unrolled", contextlib.nullcontext)]
-    if a.compare_sampler:
+    samplers = [("unrolled" if hasattr(oracles, "_fast_path") else "jax.random",
+                 contextlib.nullcontext)]
+    if a.compare_sampler and hasattr(oracles, "_fast_path"):
         samplers.append(("jax.random", jax_random_sampler))
     rows = []
     print("| solver | sampler | XLA flops | XLA bytes | dot flops | bytes needed | bytes charged "
