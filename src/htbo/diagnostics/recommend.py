@@ -115,7 +115,7 @@ def tune_command(diag, solver: str, grid: dict, hp: dict, budget: int = 200_000,
 def _pick_lam(diag, target: float):
     if not diag.penalty_bias or diag.grad_phi_norm is None:
         k = diag.kappa if math.isfinite(diag.kappa) else 100.0
-        return nice(max(k, 1.0)), (f"λ = κ̂ (penalty bias not measured here); raise it if "
+        return nice(max(k, 1.0)), ("λ = κ̂ (penalty bias not measured here); raise it if "
                                     "the runs stall at a floor")
     limit = 0.5 * target * diag.grad_phi_norm
     ok = [b for b in diag.penalty_bias if b["bias"] <= limit]

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 
-from ..oracles import grad_f_x, grad_g_y, tree_sub
+from ..oracles import split, grad_f_x, grad_g_y, tree_sub
 from ..schedules import as_schedule, check_batch, check_positive
 from ._penalty import inner_loop
 from .base import Solver, normalized, plain, program
@@ -54,7 +53,7 @@ def _nested_program(update_kind, momentum, eps, inner_steps, batch_in, batch_out
         return NestedState(x0, y0, update.init(x0), jnp.zeros((), jnp.int32), hp)
 
     def step(problem, s: NestedState, key):
-        ky, kx = jax.random.split(key)
+        ky, kx = split(key)
         y = inner_loop(problem, lambda v, k: grad_g_y(problem, s.x, v, k, batch_in), s.y, ky,
                        inner_steps, s.hp["tau"](s.t), inner_normalized)
         dx, u = update.apply(grad_f_x(problem, s.x, y, kx, batch_out), s.u, s.hp["eta"](s.t),

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ..oracles import (grad_f, grad_f_y, grad_g_x, grad_g_y, tree_axpy, tree_normalize,
+from ..oracles import (split, grad_f, grad_f_y, grad_g_x, grad_g_y, tree_axpy, tree_normalize,
                        tree_sub)
 from ..schedules import as_schedule, check_batch, check_positive
 from .base import Solver, clipped, normalized, plain, program
@@ -43,19 +43,19 @@ def inner_loop(problem, direction, v, key, steps: int, lr, normalize: bool):
             d = tree_normalize(d)
         return project(tree_axpy(-lr, d, v)), None
 
-    return jax.lax.scan(body, v, jax.random.split(key, steps))[0]
+    return jax.lax.scan(body, v, split(key, steps))[0]
 
 
 def penalty_directions(problem, x, y, z, key, *, lam, alpha, tau, inner_steps: int,
                        batch_in: int, batch_out: int, shared_samples: bool,
                        inner_normalized: bool):
     """Run both inner loops, return ``(h, y, z)`` with h the penalty hypergradient estimate."""
-    kz, ky, kf, kg1, kg2 = jax.random.split(key, 5)
+    kz, ky, kf, kg1, kg2 = split(key, 5)
     z = inner_loop(problem, lambda v, k: grad_g_y(problem, x, v, k, batch_in),
                z, kz, inner_steps, alpha, inner_normalized)
 
     def dir_y(v, k):
-        k1, k2 = jax.random.split(k)
+        k1, k2 = split(k)
         return tree_axpy(1.0 / lam, grad_f_y(problem, x, v, k1, batch_in),
                          grad_g_y(problem, x, v, k2, batch_in))
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 from ..oracles import tree_axpy, tree_clip, tree_normalize, tree_scale, tree_zeros_like
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 
-from ..oracles import grad_f, grad_g_y, hvp_both_g, tree_add, tree_axpy, tree_sub, tree_zeros_like
+from ..oracles import split, grad_f, grad_g_y, hvp_both_g, tree_add, tree_axpy, tree_sub, tree_zeros_like
 from ..schedules import ScalarOrSchedule, as_schedule, check_batch, check_positive
 from .base import Solver, check_clip, clipped, plain, program
 
@@ -56,7 +55,7 @@ def _soba_program(batch, is_clipped):
                          hp)
 
     def step(problem, s: SobaState, key):
-        k1, k2, k3 = jax.random.split(key, 3)
+        k1, k2, k3 = split(key, 3)
         rho_t = s.hp["rho"](s.t)
         fx, fy = grad_f(problem, s.x, s.z, k1, batch)
         hxv, hyv = hvp_both_g(problem, s.x, s.z, s.v, k2, batch)

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ..oracles import grad_f, grad_g_y, hvp_yy_g, jvp_xy_g, tree_add, tree_axpy, tree_scale, tree_sub
+from ..oracles import split, grad_f, grad_g_y, hvp_yy_g, jvp_xy_g, tree_add, tree_axpy, tree_scale, tree_sub
 from ..schedules import ScalarOrSchedule, as_schedule, check_batch, check_positive
 from .base import Solver, program
 
@@ -55,14 +55,14 @@ def _stocbio_program(inner_steps, neumann_terms, batch_in, batch_out, batch_hvp)
         return StocBiOState(x0, y0, jnp.zeros((), jnp.int32), hp)
 
     def step(problem, s: StocBiOState, key):
-        ky, kf, kn, kj = jax.random.split(key, 4)
+        ky, kf, kn, kj = split(key, 4)
         project = problem.project_y or (lambda y: y)
         a, gamma = s.hp["alpha"](s.t), s.hp["neumann_lr"]
 
         def inner(y, k):
             return project(tree_axpy(-a, grad_g_y(problem, s.x, y, k, batch_in), y)), None
 
-        y = jax.lax.scan(inner, s.y, jax.random.split(ky, inner_steps))[0]
+        y = jax.lax.scan(inner, s.y, split(ky, inner_steps))[0]
         fx, fy = grad_f(problem, s.x, y, kf, batch_out)
 
         def neumann(carry, k):
@@ -70,7 +70,7 @@ def _stocbio_program(inner_steps, neumann_terms, batch_in, batch_out, batch_hvp)
             p = tree_sub(p, tree_scale(gamma, hvp_yy_g(problem, s.x, y, p, k, batch_hvp)))
             return (p, tree_add(acc, p)), None
 
-        (_, acc), _ = jax.lax.scan(neumann, (fy, fy), jax.random.split(kn, neumann_terms))
+        (_, acc), _ = jax.lax.scan(neumann, (fy, fy), split(kn, neumann_terms))
         v = tree_scale(gamma, acc)
         h = tree_sub(fx, jvp_xy_g(problem, s.x, y, v, kj, batch_hvp))
         return StocBiOState(tree_axpy(-s.hp["eta"](s.t), h, s.x), y, s.t + 1, s.hp)

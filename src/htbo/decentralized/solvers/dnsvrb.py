@@ -27,7 +27,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ...oracles import (grad_f, grad_g, grad_g_x, grad_g_y, hvp_both_g, tree_add, tree_axpy,
+from ...oracles import (split, grad_f, grad_g, grad_g_x, grad_g_y, hvp_both_g, tree_add, tree_axpy,
                         tree_clip, tree_normalize, tree_sub)
 from ...schedules import as_schedule, check_batch, check_positive
 from ...solvers.base import check_clip, program
@@ -59,7 +59,7 @@ class DecState(NamedTuple):
 
 
 def _penalty_dirs(problem, w, key, lam, batch, shared):
-    kf, kg, kg2 = jax.random.split(key, 3)
+    kf, kg, kg2 = split(key, 3)
     fx, fy = grad_f(problem, w["x"], w["y"], kf, batch)
     gxy, gyy = grad_g(problem, w["x"], w["y"], kg, batch)
     if shared:  # the same sample b as at (x, y): injected noise cancels in ∇ₓG(y) − ∇ₓG(z)
@@ -72,7 +72,7 @@ def _penalty_dirs(problem, w, key, lam, batch, shared):
 
 
 def _hvp_dirs(problem, w, key, lam, batch, shared):
-    kf, kg, kh = jax.random.split(key, 3)
+    kf, kg, kh = split(key, 3)
     fx, fy = grad_f(problem, w["x"], w["y"], kf, batch)
     gy = grad_g_y(problem, w["x"], w["y"], kg, batch)
     hx, hy = hvp_both_g(problem, w["x"], w["y"], w["v"], kh, batch)
