@@ -109,6 +109,7 @@ def test_l2reg_is_registered_and_checks_arguments():
 
 def test_l2reg_missing_sklearn_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)  # makes `import sklearn` fail
+    l2reg.cache_clear()  # built problems are memoized: build this one anew
     with pytest.raises(ImportError, match=r'pip install "htbo\[data\]"'):
         l2reg()
 
