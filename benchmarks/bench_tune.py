@@ -67,7 +67,8 @@ def main():
     t0 = time.perf_counter()
     res = htbo.tune(problem, lambda **kw: n2sba(**kw, **FIXED),
                     [dict(eta=p["eta"], lam=p["lam"], alpha=p["alpha"], tau=p["tau"])
-                     for p in points()], budget=a.budget, seeds=a.seeds, n_evals=1)
+                     for p in points()], budget=a.budget, seeds=a.seeds, n_evals=1,
+                    label="n2sba")
     t_tune = time.perf_counter() - t0
     clear()
     t_reuse, f_reuse = separate(problem, a.budget, a.seeds, fresh=False)
