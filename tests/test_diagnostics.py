@@ -260,3 +260,23 @@ def test_theory_preset_builds_solvers_and_rejects_bad_input():
         kw = dict(dict(ell=1.0, kappa=2.0, sigma=0.1, p=2.0, eps=1.0), **bad)
         with pytest.raises(ValueError, match="theory preset"):
             n2sba_theory(**kw)
+
+
+def test_diagnose_at_a_run_uses_its_last_iterate_problem_and_noise(tmp_path, capsys):
+    from htbo.cli import main
+    from htbo.jobs import final_iterate
+    run = tmp_path / "run"
+    assert main(["run", "--problem", "quadratic", "--problem-arg", "dim_x=4", "--problem-arg",
+                 "dim_y=8", "--noise", "t:1.5", "--steps", "30", "--seeds", "2", "--n-evals",
+                 "1", "--no-progress", "--out", str(run)]) == 0
+    problem, x, y, where = final_iterate(str(run))
+    assert where == dict(label="n2sba", seed=0, step=30) and str(problem.noise) == "t:1.5"
+    assert np.linalg.norm(np.asarray(x)) > 0            # moved from x0 = 0
+    out = tmp_path / "diag"
+    assert run_cli(["--at", str(run), "--n-samples", "1000", "--no-progress",
+                    "--out", str(out)]) == 0
+    d = json.loads((out / "diagnosis.json").read_text())
+    assert d["point"] == "given" and d["noise"] == "t:1.5"
+    assert abs(d["tails"]["g"]["alpha"] - 1.5) < 0.3     # t(1.5): see the bias table
+    with pytest.raises(ValueError, match="no config.json|no such file"):
+        run_cli(["--at", str(tmp_path / "nothing"), "--out", str(out)])

@@ -4,23 +4,36 @@ Wire into the main parser with ``configure(subparsers)``.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 __all__ = ["configure", "cmd_diagnose"]
 
 
 def cmd_diagnose(args) -> int:
+    from ..jobs import load_json
     from ..parsing import parse_assignments
-    from ..problems import make_problem
     from .diagnosis import diagnose
     from .report import write_report
 
     pargs = parse_assignments(args.problem_arg, "--problem-arg")
-    problem = make_problem(args.problem, noise=args.noise, **pargs)
+    x = y = None
+    if args.at:  # the last checkpointed iterate of a run (its problem and noise too)
+        from ..jobs import final_iterate
+        problem, x, y, where = final_iterate(args.at)
+        if args.noise is not None:
+            from ..problems import with_noise
+            problem = with_noise(problem, args.noise)
+        pargs = load_json(os.path.join(args.at, "config.json"), "--at").get("problem_args", {})
+        print(f"[htbo] diagnose at {args.at}: {where['label']}, seed {where['seed']}, step "
+              f"{where['step']}", file=sys.stderr)
+    else:
+        from ..jobs import make_problem_from
+        problem, _ = make_problem_from(args.problem, args.noise or "none", pargs)
     print(f"[htbo] diagnose {problem.name}: {args.n_samples:,} draws of each oracle at batch "
           f"{args.batch}, noise {problem.noise or 'none'}", file=sys.stderr)
-    diag = diagnose(problem, n_samples=args.n_samples, batch=args.batch, seed=args.seed,
-                    progress=not args.no_progress, problem_args=pargs)
+    diag = diagnose(problem, x=x, y=y, n_samples=args.n_samples, batch=args.batch,
+                    seed=args.seed, progress=not args.no_progress, problem_args=pargs)
     paths = write_report(diag, args.out)
     rec = diag.recommendation
     for t in diag.tails.values():
@@ -43,9 +56,13 @@ def configure(subparsers) -> None:
     p.add_argument("--problem", default="quadratic")
     p.add_argument("--problem-arg", action="append", metavar="KEY=VALUE",
                    help="problem constructor argument (repeatable)")
-    p.add_argument("--noise", default="none",
+    p.add_argument("--noise", default=None,
                    help="injected noise to diagnose with (default none: the problem's own "
-                        "sampling noise); use the law you will run with")
+                        "sampling noise; with --at, the run's noise); use the law you will run "
+                        "with")
+    p.add_argument("--at", default=None, metavar="RUN_DIR",
+                   help="diagnose at the last checkpointed iterate of a run (first solver, "
+                        "first seed) with the run's problem and noise")
     p.add_argument("--n-samples", type=int, default=10_000,
                    help="draws per oracle (>= 1000; default 10000)")
     p.add_argument("--batch", type=int, default=1, help="minibatch size of each draw")
