@@ -59,14 +59,14 @@ class DecState(NamedTuple):
 
 
 def _penalty_dirs(problem, w, key, lam, batch, shared):
-    kf, kg, kg2 = split(key, 3)
+    kf, kg = split(key)
     fx, fy = grad_f(problem, w["x"], w["y"], kf, batch)
     gxy, gyy = grad_g(problem, w["x"], w["y"], kg, batch)
     if shared:  # the same sample b as at (x, y): injected noise cancels in ∇ₓG(y) − ∇ₓG(z)
         gxz, gyz = grad_g(problem, w["x"], w["z"], kg, batch)
     else:       # ∇_y G(x, z) on b (it only drives z); an independent b' for ∇ₓG(x, z)
         gyz = grad_g_y(problem, w["x"], w["z"], kg, batch)
-        gxz = grad_g_x(problem, w["x"], w["z"], kg2, batch)
+        gxz = grad_g_x(problem, w["x"], w["z"], jax.random.fold_in(kg, 1), batch)
     return {"x": tree_axpy(lam, tree_sub(gxy, gxz), fx), "y": tree_axpy(1.0 / lam, fy, gyy),
             "z": gyz}
 
