@@ -97,11 +97,10 @@ def _solver_maker(name: str, network_W, problem, network: str | None):
 
 
 def _entry_steps(spec, solver) -> int:
-    from .tuning import _budget_steps
+    from .runner import steps_for_budget
     if spec.get("steps") is not None:
         return int(spec["steps"])
-    cost = solver.sfo_per_step + spec.get("hvp_cost", 0.0) * solver.hvp_per_step
-    return _budget_steps(solver, int(spec["budget"]), cost)
+    return steps_for_budget(solver, int(spec["budget"]), spec.get("hvp_cost", 0.0))
 
 
 class Plan:

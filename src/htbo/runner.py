@@ -78,15 +78,18 @@ class RunResult:
         return np.array(out, float)
 
 
-def steps_for_budget(solver: Solver, sfo_budget: int) -> int:
-    """The number of steps ``solver`` can take within ``sfo_budget`` SFO calls.
+def steps_for_budget(solver: Solver, sfo_budget: int, hvp_cost: float = 0.0) -> int:
+    """The number of steps ``solver`` can take within ``sfo_budget`` SFO calls, charging
+    ``hvp_cost`` SFO-equivalents per Hessian-vector product (0: HVPs are counted apart).
 
     Raises ``ValueError`` when the budget does not cover a single step."""
-    if int(sfo_budget) < solver.sfo_per_step:
-        raise ValueError(f"budget {int(sfo_budget):,} SFO is less than one step of "
-                         f"{solver.name} ({solver.sfo_per_step:,} SFO per step): give at least "
-                         f"{solver.sfo_per_step:,}")
-    return int(sfo_budget) // solver.sfo_per_step
+    cost = solver.sfo_per_step + hvp_cost * solver.hvp_per_step
+    if int(sfo_budget) < cost:
+        unit = "SFO" if not hvp_cost else "SFO-equivalents"
+        raise ValueError(f"budget {int(sfo_budget):,} {unit} is less than one step of "
+                         f"{solver.name} ({cost:,.0f} {unit} per step): give at least "
+                         f"{int(math.ceil(cost)):,}")
+    return int(int(sfo_budget) // cost)
 
 
 def check_seeds(seeds) -> list[int]:

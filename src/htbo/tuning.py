@@ -180,8 +180,7 @@ def tune(problem, solver, grid, *, budget: int | None = None, steps: int | None 
         bar = tqdm(total=len(groups), desc=f"tune {name}: groups", unit="group")
     for idx in groups.values():
         s0 = built[idx[0]][2]
-        cost = s0.sfo_per_step + hvp_cost * s0.hvp_per_step
-        n_steps = steps if steps is not None else _budget_steps(s0, budget, cost)
+        n_steps = steps if steps is not None else steps_for_budget(s0, budget, hvp_cost)
         members = [(i, seed) for i in idx for seed in seeds]
         hps = [cast_hp(built[i][2].hp, dtype) for i, _ in members]
         t0 = time.perf_counter()  # the slice's chunk compiles here (execute then reuses it)
@@ -240,15 +239,6 @@ def tune(problem, solver, grid, *, budget: int | None = None, steps: int | None 
 
 _META = {"run_id", "solver", "problem", "noise", "seed", "step", "sfo", "hvp", "time_s", "label",
          "point"}
-
-
-def _budget_steps(solver, budget, cost) -> int:
-    if cost == solver.sfo_per_step:
-        return steps_for_budget(solver, budget)
-    if budget < cost:
-        raise ValueError(f"budget {budget:,} is less than one step of {solver.name} "
-                         f"({cost:,.0f} SFO-equivalents per step)")
-    return int(budget // cost)
 
 
 def _scalar(v) -> float | None:
