@@ -115,6 +115,11 @@ class _Plan:
             clean, _ = make_problem_from(spec["problem"], None,
                                          _hp_from_json(spec.get("problem_args", {})))
             spec["noise"] = default_noise(clean)
+        elif spec.get("noise") is None:  # decentralized: the problem's documented noise
+            clean, _ = make_problem_from(spec["problem"], None,
+                                         _hp_from_json(spec.get("problem_args", {})),
+                                         spec["network"])
+            spec["noise"] = str(clean.info.get("noise") or DEFAULT_NOISE)
         self.problem, self.W = make_problem_from(spec["problem"], spec.get("noise") or
                                                  DEFAULT_NOISE,
                                                  _hp_from_json(spec.get("problem_args", {})),
@@ -526,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     _problem_opts(p)
     p.add_argument("--solver", default=None, help="default n2sba (dnsvrb with --network)")
     p.add_argument("--network", default=None, metavar="TOPOLOGY:AGENTS",
-                   help="decentralized run (simulated), e.g. ring:8; problems quadratic|pl, "
+                   help="decentralized run (simulated), e.g. ring:8; problems "
+                        "quadratic|pl|hypercleaning, "
                         "solvers dnsvrb|dsvrb|dsvrb-clip|dsgd-bilevel")
     p.add_argument("--hp", action="append", metavar="KEY=VALUE",
                    help="solver hyperparameter (repeatable)")
