@@ -123,7 +123,10 @@ def test_bytes_and_rounds_count_only_real_edges(net, true_edges):
     # one message each way along every edge
     net_bytes = 2 * E * 120
     assert payload_bytes(solver, prob, mix) == pytest.approx(net_bytes / m)
-    assert dist.count_communication(solver, prob, mix, m)["bytes"] == net_bytes
+    comm = dist.count_communication(solver, prob, mix, m)
+    assert comm["bytes"] == net_bytes
+    # the 6 leaves of (w, s) travel packed: one ppermute per edge colour, not 6
+    assert comm["rounds"] == mix.rounds
     # rows: bytes_sent = steps × payload_bytes, checked on ring:5 in the NumPy recursion test
 
 
@@ -314,3 +317,117 @@ def test_dirichlet_split_skews_labels_as_alpha_shrinks():
     assert skewed > 0.7 and mild < 0.25, (skewed, mild)
     with pytest.raises(ValueError, match="alpha"):
         split_dirichlet(data, labels, 8, 0.0)
+
+
+def test_disjoint_dirichlet_split_never_repeats_a_sample():
+    from htbo.decentralized.problems import dirichlet_indices
+    labels = np.repeat(np.arange(10), 100)
+    idx, props = dirichlet_indices(labels, 8, 0.05, seed=0, replace=False)
+    assert idx.shape == (8, 125) and props.shape == (8, 10)
+    assert len(set(idx.ravel())) == idx.size  # disjoint although pools run dry at α = 0.05
+    want = np.full((8, 10), 0.4 / 9) + np.eye(8, 10) * (0.6 - 0.4 / 9)  # agent i: 60% label i
+    same, _ = dirichlet_indices(labels, 8, 1.0, seed=3, replace=False, proportions=want)
+    # fixed shares are used (the last agents get what is left: 8 × 125 = all 1000 samples)
+    assert [np.bincount(labels[r], minlength=10).argmax() for r in same[:6]] == list(range(6))
+
+
+# -- evaluation-only network metrics and the pooled problem -----------------------------------
+def test_evaluation_only_network_metrics_equal_the_closed_forms():
+    """network_metrics without closed forms (L-BFGS + CG on the pooled problem) == with them."""
+    from htbo.decentralized.simulate import network_metrics
+    p = decentralized_quadratic(m=4)
+    xs = jax.random.normal(jax.random.key(1), (4, 5))
+    ys = jax.random.normal(jax.random.key(2), (4, 5))
+    closed = network_metrics(p, xs, ys)
+    assert p.grad_phi is not None
+    bare = p.replace(y_star=None, phi=None, grad_phi=None)
+    ev = jax.jit(network_metrics)(bare, xs, ys)
+    assert set(closed) == set(ev) == {"grad_norm", "phi", "y_err", "consensus"}
+    for k in closed:
+        assert float(ev[k]) == pytest.approx(float(closed[k]), rel=1e-4), k
+    assert float(closed["grad_norm"]) > 1.0  # away from x*: a non-trivial comparison
+
+
+def _toy_stacked(m=3, n=4, d=2, seed=0):
+    """f_i = mean_j ½‖y − a_ij‖², g_i = mean_j ½‖y − x − c_ij‖² (agent i's n samples)."""
+    rng = np.random.default_rng(seed)
+    a, c = rng.standard_normal((m, n, d)), rng.standard_normal((m, n, d))
+    f = lambda x, y, b: 0.5 * jnp.mean(jnp.sum((y - b["a"]) ** 2, -1))  # noqa: E731
+    g = lambda x, y, b: 0.5 * jnp.mean(jnp.sum((y - x - b["c"]) ** 2, -1))  # noqa: E731
+    p = htbo.BilevelProblem(f=f, g=g, x0=np.zeros((m, d)), y0=np.zeros((m, d)),
+                            data_f={"a": jnp.asarray(a, jnp.float32)},
+                            data_g={"c": jnp.asarray(c, jnp.float32)}, noise="gauss")
+    return p, a, c
+
+
+def test_pooled_problem_merges_agents_and_its_phi_is_the_mean_of_the_agents_objectives():
+    from htbo.decentralized import pooled_problem
+    p, a, c = _toy_stacked()
+    pooled = pooled_problem(p)
+    assert pooled.x0.shape == (2,) and pooled.y0.shape == (2,) and pooled.noise is None
+    assert pooled.data_f["a"].shape == (12, 2) and pooled.data_g["c"].shape == (12, 2)
+    x = np.array([0.3, -0.7])
+    ystar = x + c.reshape(-1, 2).mean(0)  # argmin of (1/m) Σ g_i, by hand
+    gy = jax.grad(pooled.g, argnums=1)(jnp.asarray(x), jnp.asarray(ystar), pooled.data_g)
+    np.testing.assert_allclose(gy, 0.0, atol=1e-6)  # ... is the pooled lower solution
+    per_agent = [0.5 * np.mean(np.sum((ystar - a[i]) ** 2, -1)) for i in range(3)]
+    assert float(pooled.f(x, ystar, pooled.data_f)) == pytest.approx(np.mean(per_agent),
+                                                                     rel=1e-5)
+
+
+# -- decentralized hyper-cleaning ----------------------------------------------------------
+def _rows_of(a):
+    return [r.tobytes() for r in np.asarray(a)]
+
+
+def test_decentralized_hypercleaning_splits_the_centralized_data_into_disjoint_shards():
+    """digits, 4 agents, iid and dirichlet:0.3: shards of the centralized training and
+    validation sets, global x, the network objective = the centralized one; a short
+    simulated D-NSVRB run gives finite metrics incl. the network-average test accuracy."""
+    from htbo.decentralized import decentralized_hypercleaning, pooled_problem
+    from htbo.problems import hypercleaning
+    m, n_train, n_val = 4, 200, 100
+    c = hypercleaning("digits", 0.5, n_train=n_train, n_val=n_val)
+    train_rows = {r: i for i, r in enumerate(_rows_of(c.data_g["a"]))}
+    val_rows = set(_rows_of(c.data_f["a"]))
+    probs = {}
+    for split in ("iid", "dirichlet:0.3"):
+        p = decentralized_hypercleaning(m, "digits", 0.5, split=split, n_train=n_train,
+                                        n_val=n_val)
+        probs[split] = p
+        assert p.x0.shape == (m, n_train) and p.y0["w"].shape == (m, 64, 10)
+        idx = np.asarray(p.data_g["idx"])
+        assert idx.shape == (m, n_train // m) and p.data_f["a"].shape == (m, n_val // m, 64)
+        assert sorted(idx.ravel()) == list(range(n_train))  # disjoint, covering all
+        for i in range(m):  # agent i's rows are the centralized rows idx[i], labels included
+            assert [train_rows[r] for r in _rows_of(p.data_g["a"][i])] == list(idx[i])
+            np.testing.assert_array_equal(p.data_g["t"][i], np.asarray(c.data_g["t"])[idx[i]])
+        vr = [r for i in range(m) for r in _rows_of(p.data_f["a"][i])]
+        assert len(set(vr)) == n_val and set(vr) == val_rows
+        # (1/m) Σ g_i and (1/m) Σ f_i are the centralized g and f
+        pooled = pooled_problem(p)
+        x = jax.random.normal(jax.random.key(0), (n_train,))
+        y = jax.tree_util.tree_map(lambda a: 0.1 * jnp.ones_like(a), c.y0)
+        assert float(pooled.g(x, y, pooled.data_g)) == pytest.approx(
+            float(c.g(x, y, c.data_g)), rel=1e-5)
+        assert float(pooled.f(x, y, pooled.data_f)) == pytest.approx(
+            float(c.f(x, y, c.data_f)), rel=1e-5)
+    share = {k: np.mean([np.bincount(np.asarray(t)).max() / len(t) for t in p.data_f["t"]])
+             for k, p in probs.items()}
+    assert share["dirichlet:0.3"] > share["iid"] + 0.1, share
+    res = run_network(probs["dirichlet:0.3"], make_dec_solver("dnsvrb", batch=8, eta_x=1.0),
+                      ring(m), steps=20, seeds=[1], n_evals=1)
+    last = res.rows[-1]
+    for k in ("grad_norm", "phi", "y_err", "consensus", "test_acc", "f1", "avg_test_acc"):
+        assert last[k] is not None and np.isfinite(last[k]), k
+    assert 0.3 < last["avg_test_acc"] <= 1 and last["phi"] < res.rows[0]["phi"], last
+
+
+@pytest.mark.parametrize("kw, msg", [(dict(split="foo"), "split must be 'iid' or"),
+                                     (dict(split="dirichlet:-1"), "split must be"),
+                                     (dict(m=300, n_train=200), "more agents than samples"),
+                                     (dict(n_train=201), "not a multiple of the 4 agents")])
+def test_decentralized_hypercleaning_rejects_bad_arguments(kw, msg):
+    from htbo.decentralized import decentralized_hypercleaning
+    with pytest.raises(ValueError, match=msg):
+        decentralized_hypercleaning(**{"m": 4, "dataset": "digits", **kw})

@@ -231,9 +231,8 @@ def test_launch_has_run_s_defaults_and_the_agent_worker_is_hidden():
     run = parser.parse_args(["run"])
     for k in ("seeds", "steps", "budget", "n_evals", "out"):
         assert getattr(args, k) == getattr(run, k), k
-    # run leaves --noise unset so that a --config file can fill it; both default to the same
-    from htbo.parsing import DEFAULT_NOISE
-    assert args.noise == DEFAULT_NOISE and run.noise is None
+    # both leave --noise unset: the problem's documented noise, else DEFAULT_NOISE
+    assert args.noise is None and run.noise is None
     with pytest.raises(SystemExit) as e:  # the worker the launcher starts still parses
         main(["agent", "--help"])
     assert e.value.code == 0
@@ -338,3 +337,30 @@ def test_dnsvrb_distributed_equals_simulated_step_by_step(tmp_path):
     assert rows[-1]["bytes_sent"] == pytest.approx(
         steps * payload_bytes(spec["solver"], prob, spec["mix"]))
     assert np.isfinite(rows[-1]["grad_norm"]) and rows[-1]["consensus"] >= 0
+
+
+def test_distributed_runner_compiles_one_chunk_program_for_uneven_chunks():
+    """In this process (one device = one agent, no jax.distributed): n_evals=4 over 10 steps
+    gives chunks of 2, 3, 3, 2 steps. The chunk length is traced, so the run compiles as
+    many XLA programs as a run with a single chunk (counted here by our own jax.monitoring
+    listener), reports ``chunk_compiles == 1``, and its iterates are the dense recursion's."""
+    spec = gossip_spec(1, "gossip", "gossip")
+    counts = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda e, d, **kw: counts.append(e) if e.endswith("backend_compile_duration") else None)
+
+    def run(n_evals):
+        before = len(counts)
+        res = dist.run_distributed(spec["problem"], spec["solver"], spec["mix"], steps=10,
+                                   seeds=[5], n_evals=n_evals, evaluate=spec["evaluate"],
+                                   keep_iterates=True)
+        return res, len(counts) - before
+    run(1)  # warm the programs shared by every run (gather, ...)
+    one, n_one = run(1)
+    uneven, n_uneven = run(4)
+    assert [s for s, _ in uneven["iterates"][5]] == [0, 2, 5, 8, 10]
+    assert n_uneven == n_one and one["chunk_compiles"] == uneven["chunk_compiles"] == 1
+    assert uneven["compile_s"] > 0
+    ref = dense_reference(1, 10, seed=5)
+    for step, xs in uneven["iterates"][5][1:]:
+        np.testing.assert_allclose(xs, ref[step - 1], rtol=1e-5, atol=1e-6)

@@ -262,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     _problem_opts(p)
     p.add_argument("--solver", default=None, help="default n2sba (dnsvrb with --network)")
     p.add_argument("--network", default=None, metavar="TOPOLOGY:AGENTS",
-                   help="decentralized run (simulated), e.g. ring:8; problems quadratic|pl, "
+                   help="decentralized run (simulated), e.g. ring:8; problems "
+                        "quadratic|pl|hypercleaning, "
                         "solvers dnsvrb|dsvrb|dsvrb-clip|dsgd-bilevel")
     p.add_argument("--hp", action="append", metavar="KEY=VALUE",
                    help="solver hyperparameter (repeatable)")

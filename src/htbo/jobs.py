@@ -112,6 +112,11 @@ class Plan:
             clean, _ = make_problem_from(spec["problem"], None,
                                          _hp_from_json(spec.get("problem_args", {})))
             spec["noise"] = default_noise(clean)
+        elif spec.get("noise") is None:  # decentralized: the problem's documented noise
+            clean, _ = make_problem_from(spec["problem"], None,
+                                         _hp_from_json(spec.get("problem_args", {})),
+                                         spec["network"])
+            spec["noise"] = str(clean.info.get("noise") or DEFAULT_NOISE)
         self.problem, self.W = make_problem_from(spec["problem"], spec.get("noise") or
                                                  DEFAULT_NOISE,
                                                  _hp_from_json(spec.get("problem_args", {})),

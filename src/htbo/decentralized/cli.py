@@ -41,11 +41,13 @@ def load_factory(text: str):
         raise ValueError(f"--factory {text}: module {mod!r} has no {fn!r}") from None
 
 
-def registry_spec(agents, problem, solver, noise=None, network="ring", hp=None, seed=0):
+def registry_spec(agents, problem, solver, noise=None, network="ring", hp=None, seed=0,
+                  problem_args=None):
     """The default spec: problem, solver, topology and mixing from :mod:`htbo.decentralized`."""
     from . import decentralized_spec  # provided by the decentralized package
     return decentralized_spec(agents=agents, problem=problem, solver=solver, noise=noise,
-                              network=network, hp=hp or {}, seed=seed)
+                              network=network, hp=hp or {}, seed=seed,
+                              problem_args=problem_args)
 
 
 def _parse_hp(items):
@@ -66,9 +68,20 @@ def _network(text: str, agents: int | None) -> tuple[str, int]:
 
 
 def _build_spec(args, name: str, m: int) -> dict:
-    """The factory's spec for this run; ValueError (one line) for bad arguments."""
-    return load_factory(args.factory)(agents=m, problem=args.problem, solver=args.solver,
-                                      noise=args.noise, network=name, hp=_parse_hp(args.hp))
+    """The factory's spec for this run; ValueError (one line) for bad arguments.
+
+    ``--problem-arg`` values reach the factory as ``problem_args={...}`` (only when given,
+    so factories without that parameter keep working). Without ``--noise`` the problem's
+    documented ``info["noise"]`` is used, else ``DEFAULT_NOISE`` (as ``htbo run
+    --network``); ``args.noise`` is set to the noise used."""
+    factory = load_factory(args.factory)
+    pargs = parse_assignments(args.problem_arg, "--problem-arg")
+    kw = dict(agents=m, problem=args.problem, solver=args.solver, network=name,
+              hp=_parse_hp(args.hp), **({"problem_args": pargs} if pargs else {}))
+    if args.noise is None:
+        info = getattr(factory(noise=None, **kw)["problem"], "info", None) or {}
+        args.noise = str(info.get("noise") or DEFAULT_NOISE)
+    return factory(noise=args.noise, **kw)
 
 
 def _steps(args, solver) -> int:
@@ -85,8 +98,11 @@ def _common(p):
     """The options of ``htbo run`` that apply here, with the same defaults."""
     p.add_argument("--problem", default="quadratic")
     p.add_argument("--solver", default="dnsvrb")
-    p.add_argument("--noise", default=DEFAULT_NOISE,
-                   help="noise law: none, gauss, t:NU, pareto:A, stable:ALPHA (+@SIGMA, /radial)")
+    p.add_argument("--problem-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="problem constructor argument (repeatable), e.g. dataset=digits")
+    p.add_argument("--noise", default=None,
+                   help="noise law: none, gauss, t:NU, pareto:A, stable:ALPHA (+@SIGMA, "
+                        f"/radial); default the problem's documented one, else {DEFAULT_NOISE}")
     p.add_argument("--network", default="ring", help="topology NAME or NAME:M (default ring)")
     p.add_argument("--seeds", default="5", help="a count N (seeds 0..N-1), a list 0,3,7 or a "
                    "range 0-4 (run one after another)")
@@ -130,6 +146,8 @@ def _worker_args(args, steps: int) -> list[str]:
            "--factory", args.factory, "--noise", args.noise]
     for h in args.hp:
         out += ["--hp", h]
+    for a in args.problem_arg:
+        out += ["--problem-arg", a]
     if args.save_iterates:
         out.append("--save-iterates")
     return out
@@ -170,6 +188,7 @@ def cmd_launch(args) -> int:
                 agents=m, mode="distributed", steps=steps, seeds=seeds,
                 sfo_per_step=solver.sfo_per_step,
                 hvp_per_step=getattr(solver, "hvp_per_step", 0),
+                problem_args=parse_assignments(args.problem_arg, "--problem-arg"),
                 comm_rounds_per_step=solver.comm_per_step * getattr(spec["mix"], "rounds", 1),
                 compile_s=agent_meta.get("compile_s"), run_s=agent_meta.get("run_s"),
                 hparams=dict(getattr(solver, "hparams", {})))
@@ -273,6 +292,7 @@ def cmd_agent(args) -> int:
         return 1
     if me == 0:
         meta = dict(run_id=res["run_id"], compile_s=res["compile_s"], run_s=res["run_s"],
+                    chunk_compiles=res["chunk_compiles"],
                     agents=m, steps=steps, solver=args.solver, problem=args.problem)
         (out / "meta.json").write_text(json.dumps(meta))
         if args.save_iterates:

@@ -2,7 +2,8 @@
 
 The decentralized step is written for ONE agent (``DecSolver.step(problem_i, state_i, key,
 mix)``) with named-axis collectives over the axis ``"agents"``. :func:`agent_chunk` scans
-``n`` such steps for one agent; the simulated mode ``vmap``\\ s it with
+``n`` such steps for one agent (:func:`agent_loop`: the same with ``n`` traced, so one
+compiled program serves every chunk); the simulated mode ``vmap``\\ s it with
 ``axis_name="agents"``, this module ``shard_map``\\ s the very same function over a mesh
 with one device per process (:func:`distributed_chunk`). Each step draws
 ``k, sub = split(k)`` from a key shared by all agents; the solver derives its agent's key
@@ -26,7 +27,7 @@ import math
 import os
 import time
 import uuid
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -35,8 +36,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from ..runner import cast_hp, float_dtype
 
 __all__ = ["ENV", "DistConfig", "config_from_env", "initialize", "agent_mesh", "agent_chunk",
-           "distributed_chunk", "to_global", "gather", "run_distributed", "consensus_error",
-           "count_communication"]
+           "agent_loop", "distributed_chunk", "to_global", "gather", "run_distributed",
+           "consensus_error", "count_communication"]
 
 AXIS = "agents"
 ENV = dict(coordinator="HTBO_COORDINATOR", num_processes="HTBO_NUM_PROCESSES",
@@ -132,6 +133,51 @@ def agent_chunk(solver, mix, n: int) -> Callable:
                                   length=n)
         return st, jax.random.key_data(k)
     return chunk
+
+
+def agent_loop(solver, mix) -> Callable:
+    """``(problem_i, state_i, key, n) -> (state_i, key)``: :func:`agent_chunk` with the
+    number of steps ``n`` a traced int32 (a ``fori_loop``), so one compiled program serves
+    every chunk length; the same keys, hence the same iterates, as :func:`agent_chunk`."""
+    def loop(problem_i, state_i, key, n):
+        def body(_, c):
+            st, k = c
+            k, sub = jax.random.split(k)
+            return solver.step(problem_i, st, sub, mix), k
+        st, k = jax.lax.fori_loop(0, n, body, (state_i, jax.random.wrap_key_data(key)))
+        return st, jax.random.key_data(k)
+    return loop
+
+
+class _CompileCounter:
+    """Counts XLA backend compilations while active (``jax.monitoring`` event)."""
+
+    EVENT = "/jax/core/compile/backend_compile_duration"
+
+    def __init__(self):
+        self.count, self.active = 0, False
+        jax.monitoring.register_event_duration_secs_listener(self._on)
+
+    def _on(self, event, duration, **_):
+        if self.active and event == self.EVENT:
+            self.count += 1
+
+    def __enter__(self):
+        self.active = True
+        return self
+
+    def __exit__(self, *exc):
+        self.active = False
+
+
+_COUNTER: _CompileCounter | None = None
+
+
+def _compile_counter() -> _CompileCounter:
+    global _COUNTER
+    if _COUNTER is None:  # one listener per process
+        _COUNTER = _CompileCounter()
+    return _COUNTER
 
 
 def _squeeze_agent(fn, n_sharded: int):
@@ -263,8 +309,12 @@ def run_distributed(problem, solver, mix, *, steps: int, seeds: Sequence[int] = 
     ``consensus`` is always added. Rows go to
     ``writer`` on process 0 only. ``on_eval(step)`` is called on every process after each
     evaluation point (used for progress messages and fault injection in tests).
-    Returns ``dict(rows, compile_s, run_s, iterates)`` (``iterates``: per seed, a list of
-    ``(step, xs)`` when ``keep_iterates``).
+    The chunks between evaluation points run ONE compiled program (:func:`agent_loop`, the
+    chunk length is a traced argument), compiled ahead of time at the first chunk.
+    Returns ``dict(rows, compile_s, run_s, iterates, run_id, chunk_compiles)``
+    (``iterates``: per seed, a list of ``(step, xs)`` when ``keep_iterates``;
+    ``chunk_compiles``: XLA backend compilations counted by a ``jax.monitoring`` listener
+    while the chunk program was compiled and run — 1 per call).
     """
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -288,7 +338,10 @@ def run_distributed(problem, solver, mix, *, steps: int, seeds: Sequence[int] = 
                                                                jax.random.wrap_key_data(k), hp),
                                                    k), mesh, 3)
     params = jax.jit(jax.vmap(solver.params))
-    compiled: dict[int, Any] = {}
+    chunk_fn = distributed_chunk(agent_loop(solver, mix), mesh, 2)
+    compiled = None  # ONE program for every chunk length (n is traced)
+    counter = _compile_counter()
+    chunk_compiles = 0
     compile_s = run_s = 0.0
     rows, iterates = [], {}
     # per agent, as in the simulated mode: exchange rounds (mixing calls × edge colours)
@@ -322,20 +375,23 @@ def run_distributed(problem, solver, mix, *, steps: int, seeds: Sequence[int] = 
         emit(0, states)
         done = 0
         for mk in marks:
-            n = mk - done
-            if n not in compiled:
+            n = to_global(mesh, np.int32(mk - done), sharded=False)
+            with counter:  # backend compiles of the chunk program, at lowering or at a call
+                before = counter.count
+                if compiled is None:
+                    t0 = time.perf_counter()
+                    compiled = chunk_fn.lower(gproblem, states, key, n).compile()
+                    compile_s += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                fn = distributed_chunk(agent_chunk(solver, mix, n), mesh, 2)
-                compiled[n] = fn.lower(gproblem, states, key).compile()
-                compile_s += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            states, key = compiled[n](gproblem, states, key)
-            jax.block_until_ready((states, key))
-            dt = time.perf_counter() - t0
+                states, key = compiled(gproblem, states, key, n)
+                jax.block_until_ready((states, key))
+                dt = time.perf_counter() - t0
+                chunk_compiles += counter.count - before
             t_run += dt
             run_s += dt
             done = mk
             emit(done, states)
             if on_eval is not None:
                 on_eval(done)
-    return dict(rows=rows, compile_s=compile_s, run_s=run_s, iterates=iterates, run_id=run_id)
+    return dict(rows=rows, compile_s=compile_s, run_s=run_s, iterates=iterates, run_id=run_id,
+                chunk_compiles=chunk_compiles)

@@ -28,8 +28,8 @@ def make_mixer(W, axis_name: str = AXIS):
     """``mix(tree) -> tree``: this agent's ``Σ_j W_ij x_j``.
 
     Attributes: ``rounds`` (exchanges per call = edge colours, at most ``max_degree + 1``),
-    ``edges`` (undirected edges of W's graph; a call sends ``2 · edges`` messages per leaf),
-    ``max_degree`` (Δ).
+    ``edges`` (undirected edges of W's graph; a call sends ``2 · edges`` messages per
+    exchange: the leaves of ``tree`` travel packed in one vector per dtype), ``max_degree`` (Δ).
     """
     W = check_mixing_matrix(W)
     m = len(W)
@@ -45,20 +45,39 @@ def make_mixer(W, axis_name: str = AXIS):
         weights.append(w)
     self_w = np.diag(W).copy()
 
-    def mix(tree):
-        i = jax.lax.axis_index(axis_name)
+    def one(x, i):
+        out = jnp.asarray(self_w, x.dtype)[i] * x
+        for perm, w in zip(perms, weights):
+            out = out + jnp.asarray(w, x.dtype)[i] * jax.lax.ppermute(x, axis_name, perm)
+        return out
 
-        def one(x):
-            out = jnp.asarray(self_w, x.dtype)[i] * x
-            for perm, w in zip(perms, weights):
-                out = out + jnp.asarray(w, x.dtype)[i] * jax.lax.ppermute(x, axis_name, perm)
-            return out
-        return jax.tree_util.tree_map(one, tree)
+    def mix(tree):
+        return _packed(one, tree, jax.lax.axis_index(axis_name))
 
     mix.rounds = len(perms)
     mix.edges = sum(1 for p in perms for i, j in p if i < j)
     mix.max_degree = max_degree(W)
     return mix
+
+
+def _packed(one, tree, i):
+    """``one(v, i)`` applied to the leaves of ``tree`` packed into one flat vector per dtype,
+    so a mixing call sends ONE message per exchange whatever the number of leaves (the
+    arithmetic per element is unchanged: the same result as leaf by leaf)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    out = [None] * len(leaves)
+    groups: dict = {}
+    for k, a in enumerate(leaves):
+        groups.setdefault(jnp.asarray(a).dtype, []).append(k)
+    for ks in groups.values():
+        flat = jnp.concatenate([jnp.ravel(leaves[k]) for k in ks]) if len(ks) > 1 else \
+            jnp.ravel(leaves[ks[0]])
+        mixed, start = one(flat, i), 0
+        for k in ks:
+            n = int(np.size(leaves[k]))
+            out[k] = jnp.reshape(mixed[start:start + n], jnp.shape(leaves[k]))
+            start += n
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def make_dense_mixer(W, axis_name: str = AXIS):

@@ -15,8 +15,9 @@ import numpy as np
 from ..problems.base import BilevelProblem, cached
 from ..problems.quadratic import _phi_hessian, closed_forms, quadratic_matrices
 
-__all__ = ["decentralized_quadratic", "decentralized_pl", "agent_slice", "split_iid",
-           "split_dirichlet", "DEC_PROBLEMS"]
+__all__ = ["decentralized_quadratic", "decentralized_pl", "decentralized_hypercleaning",
+           "agent_slice", "pooled_problem", "split_iid", "split_dirichlet", "dirichlet_indices",
+           "parse_split", "DEC_PROBLEMS"]
 
 
 def agent_slice(problem: BilevelProblem, i: int = 0) -> BilevelProblem:
@@ -114,10 +115,24 @@ def split_iid(data, agents: int, seed: int = 0):
     return jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[idx]), data)
 
 
-def split_dirichlet(data, labels, agents: int, alpha: float, seed: int = 0):
+def split_dirichlet(data, labels, agents: int, alpha: float, seed: int = 0, *,
+                    replace: bool = True, proportions=None):
     """Heterogeneous split: agent i's label proportions ~ Dirichlet(α) (small α = very
     skewed). Each agent gets ``n // agents`` samples, drawn without replacement from each
-    label's pool while it lasts (then with replacement), stacked on a leading axis."""
+    label's pool while it lasts, then (``replace=True``) with replacement from that label, or
+    (``replace=False``: disjoint shards) from the labels that still have samples, in
+    proportion to the agent's own shares. Stacked on a leading axis.
+    ``proportions`` (agents × labels) fixes the shares instead of drawing them."""
+    idx, _ = dirichlet_indices(labels, agents, alpha, seed, replace=replace,
+                               proportions=proportions)
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[idx]), data)
+
+
+def dirichlet_indices(labels, agents: int, alpha: float, seed: int = 0, *,
+                      replace: bool = True, proportions=None):
+    """``(idx, proportions)`` of :func:`split_dirichlet`: ``idx[i]`` are agent i's
+    ``n // agents`` row numbers, ``proportions[i]`` its label shares (over
+    ``np.unique(labels)``)."""
     if not alpha > 0:
         raise ValueError(f"alpha must be > 0, got {alpha}")
     labels = np.asarray(labels)
@@ -127,19 +142,134 @@ def split_dirichlet(data, labels, agents: int, alpha: float, seed: int = 0):
         raise ValueError(f"{n} samples cannot be split across {agents} agents")
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
+    if proportions is not None:
+        proportions = np.asarray(proportions, float)
+        if proportions.shape != (agents, len(classes)):
+            raise ValueError(f"proportions must have shape {(agents, len(classes))}, got "
+                             f"{proportions.shape}")
     pools = {c: list(rng.permutation(np.nonzero(labels == c)[0])) for c in classes}
-    rows = []
-    for _ in range(agents):
-        counts = rng.multinomial(per, rng.dirichlet(alpha * np.ones(len(classes))))
-        take = []
+    rows, props = [], []
+    for i in range(agents):
+        p = rng.dirichlet(alpha * np.ones(len(classes))) if proportions is None \
+            else proportions[i]
+        props.append(p)
+        counts = rng.multinomial(per, p if proportions is None else p / p.sum())
+        take, short = [], 0
         for c, k in zip(classes, counts):
             pool = pools[c]
             got = [pool.pop() for _ in range(min(k, len(pool)))]
-            extra = rng.choice(np.nonzero(labels == c)[0], k - len(got)) if k > len(got) else []
-            take += got + list(extra)
+            if replace and k > len(got):
+                got += list(rng.choice(np.nonzero(labels == c)[0], k - len(got)))
+            short += k - len(got)
+            take += got
+        for _ in range(0 if replace else short):  # disjoint: borrow from labels with samples left
+            left = np.array([len(pools[c]) > 0 for c in classes])
+            w = np.where(left, p + 1e-12, 0.0)
+            take.append(pools[classes[rng.choice(len(classes), p=w / w.sum())]].pop())
         rows.append(np.asarray(take, int))
-    idx = np.stack(rows)
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[idx]), data)
+    return np.stack(rows), np.stack(props)
 
 
-DEC_PROBLEMS = {"quadratic": decentralized_quadratic, "pl": decentralized_pl}
+def parse_split(split: str):
+    """``"iid"`` → ``("iid", None)``; ``"dirichlet:ALPHA"`` → ``("dirichlet", ALPHA)``."""
+    kind, _, arg = str(split).strip().lower().partition(":")
+    if kind == "iid" and not arg:
+        return "iid", None
+    if kind == "dirichlet":
+        try:
+            alpha = float(arg)
+        except ValueError:
+            alpha = float("nan")
+        if alpha > 0 and np.isfinite(alpha):
+            return "dirichlet", alpha
+    raise ValueError(f"split must be 'iid' or 'dirichlet:ALPHA' with ALPHA > 0 (e.g. "
+                     f"dirichlet:0.3), got {split!r}")
+
+
+def pooled_problem(problem: BilevelProblem) -> BilevelProblem:
+    """The network problem of a stacked ``problem`` as ONE centralized problem: the agent
+    and sample axes of ``data_f`` / ``data_g`` merged (m × n samples → m·n), agent 0's
+    ``x0`` / ``y0``, the same ``f``, ``g``, closed forms and metrics, no injected noise.
+
+    When every ``f_i`` / ``g_i`` is the mean over agent i's n samples (shards of equal size),
+    ``f_pooled = (1/m) Σ f_i`` and ``g_pooled = (1/m) Σ g_i``, so the pooled
+    ``φ(x) = f_pooled(x, y*(x))`` is the network objective ``(1/m) Σ f_i(x, y*(x))`` with
+    ``y*(x) = argmin (1/m) Σ g_i(x, ·)``. Works on traced problems (inside ``jit``)."""
+    def merge(a):
+        return jnp.reshape(a, (a.shape[0] * a.shape[1],) + tuple(a.shape[2:]))
+
+    def pool(data):
+        return None if data is None else jax.tree_util.tree_map(merge, data)
+    first = lambda t: jax.tree_util.tree_map(lambda a: a[0], t)  # noqa: E731
+    return problem.replace(x0=first(problem.x0), y0=first(problem.y0),
+                           data_f=pool(problem.data_f), data_g=pool(problem.data_g), noise=None)
+
+
+@cached
+def decentralized_hypercleaning(m: int = 8, dataset: str = "mnist", corruption: float = 0.5,
+                                model: str = "linear", split: str = "iid", reg: float = 0.2,
+                                x_init: float = -2.0, n_train: int | None = None,
+                                n_val: int | None = None, hidden: int = 64, seed: int = 0,
+                                init_seed: int = 0, dtype=jnp.float32) -> BilevelProblem:
+    """Data hyper-cleaning split over ``m`` agents (:func:`htbo.problems.hypercleaning`).
+
+    The centralized training set (n_train corrupted samples) and validation set are cut
+    into ``m`` disjoint shards of equal size (``n_train/m`` and ``n_val/m`` per agent):
+    ``split="iid"`` (uniformly at random) or ``"dirichlet:ALPHA"`` (agent i's label shares
+    ~ Dirichlet(α), the same shares for its training part — by true label — and its
+    validation part; :func:`split_dirichlet` with disjoint shards). The test set is not
+    split. ``x ∈ R^{n_train}`` is the GLOBAL vector of sample-weight logits (every agent
+    holds a copy; agent i's g reads only its own samples' entries ``x[idx_i]``), ``y`` the
+    shared model::
+
+        g_i(x, y) = mean_{j ∈ train_i} σ(x_j) ℓ(y; a_j, t̃_j) + (reg/2) ‖y‖²
+        f_i(x, y) = mean_{j ∈ val_i} ℓ(y; a_j, t_j)
+
+    so ``(1/m) Σ g_i`` and ``(1/m) Σ f_i`` are the centralized g and f. The default
+    ``n_train`` / ``n_val`` (per data source) are rounded down to multiples of ``m``; given
+    values must be multiples. Metrics: the centralized ones (``test_acc``, ``f1``, …) and,
+    per agent, ``test_acc`` (``info["agent_metrics"]``, averaged by
+    :func:`htbo.decentralized.simulate.network_metrics`). Injected noise: none by default.
+    """
+    from ..problems.hypercleaning import _DEFAULT_SPLIT, hypercleaning, load_images, load_split
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
+        raise ValueError(f"need at least one agent, got m={m!r}")
+    kind, alpha = parse_split(split)
+    source = load_images(dataset)[0]
+    sizes = {}
+    for what, given, default in (("n_train", n_train, _DEFAULT_SPLIT[source][0]),
+                                 ("n_val", n_val, _DEFAULT_SPLIT[source][1])):
+        n = default - default % m if given is None else int(given)
+        if n < m:
+            raise ValueError(f"{what}={n} samples cannot be split across {m} agents "
+                             "(more agents than samples)")
+        if n % m:
+            raise ValueError(f"{what}={n} is not a multiple of the {m} agents: use "
+                             f"{n - n % m} or {n - n % m + m}")
+        sizes[what] = n
+    c = hypercleaning(dataset, corruption, model, reg, x_init, sizes["n_train"],
+                      sizes["n_val"], hidden, seed, init_seed, dtype)
+    if kind == "iid":
+        train = split_iid(c.data_g, m, seed)
+        val = split_iid(c.data_f, m, seed + 1)
+        skew = None
+    else:
+        true = load_split(dataset, corruption, sizes["n_train"], sizes["n_val"],
+                          seed)["train_true"]
+        tidx, props = dirichlet_indices(true, m, alpha, seed, replace=False)
+        vidx, _ = dirichlet_indices(np.asarray(c.data_f["t"]), m, alpha, seed + 1,
+                                    replace=False, proportions=props)
+        train = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[tidx]), c.data_g)
+        val = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[vidx]), c.data_f)
+        skew = [float(np.bincount(true[r]).max() / len(r)) for r in tidx]
+    stack = lambda t: jax.tree_util.tree_map(  # noqa: E731
+        lambda a: jnp.broadcast_to(a, (m,) + a.shape), t)
+    info = dict(c.info, m=m, split=f"{kind}" + (f":{alpha:g}" if alpha else ""),
+                agent_train=sizes["n_train"] // m, agent_val=sizes["n_val"] // m,
+                agent_max_label_share=skew, agent_metrics=("test_acc",), noise="none")
+    return BilevelProblem(f=c.f, g=c.g, x0=stack(c.x0), y0=stack(c.y0), data_f=val,
+                          data_g=train, metrics=c.metrics, name="dhypercleaning", info=info)
+
+
+DEC_PROBLEMS = {"quadratic": decentralized_quadratic, "pl": decentralized_pl,
+                "hypercleaning": decentralized_hypercleaning}

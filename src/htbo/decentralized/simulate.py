@@ -14,15 +14,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..metrics import evaluate
 from ..oracles import tree_norm, tree_sub
 from ..problems.base import validate_problem
 from ..runner import run
 from ..solvers.base import Solver
 from .mixing import AXIS, make_mixer
-from .problems import agent_slice
+from .problems import agent_slice, pooled_problem
 from .topology import check_mixing_matrix
 
-__all__ = ["as_network_solver", "network_metrics", "network_setup", "run_network", "mixer_for"]
+__all__ = ["as_network_solver", "network_metrics", "network_evaluate", "network_setup",
+           "run_network", "mixer_for"]
 
 
 def as_network_solver(dec, mix) -> Solver:
@@ -58,15 +60,45 @@ def mixer_for(W):
 
 
 def network_metrics(problem, xs, yhats) -> dict:
-    """Metrics at the network average ``x̄``: ‖∇φ(x̄)‖, φ(x̄), ‖ȳ − y*(x̄)‖ and the consensus
-    error ``(1/m) Σ ‖x_i − x̄‖²`` (stacked ``xs``, ``yhats``; exact closed forms needed)."""
-    xbar = jax.tree_util.tree_map(lambda a: jnp.mean(a, 0), xs)
-    ybar = jax.tree_util.tree_map(lambda a: jnp.mean(a, 0), yhats)
+    """Metrics of a stacked ``problem`` at the network averages ``x̄``, ``ȳ`` (stacked
+    ``xs``, ``yhats``): ``grad_norm`` = ‖∇φ(x̄)‖, ``phi`` = φ(x̄), ``y_err`` = ‖ȳ − y*(x̄)‖,
+    the problem's user metrics at (x̄, ȳ), ``consensus`` = ``(1/m) Σ ‖x_i − x̄‖²`` and, for
+    each name in ``info["agent_metrics"]``, ``avg_<name>`` = ``(1/m) Σ_i metric(x_i, ŷ_i)``
+    (e.g. ``avg_test_acc``, the network-average test accuracy).
+
+    With the network closed forms (``y_star``, ``phi``, ``grad_phi``) these are used;
+    otherwise (evaluation only) :func:`htbo.metrics.evaluate` runs on the pooled problem
+    (:func:`pooled_problem`: L-BFGS lower solve + CG implicit gradient, with the problem's
+    ``info["eval_kwargs"]``), whose φ is the network φ when every ``f_i``, ``g_i`` is a mean
+    over an equal-size shard. Jit-compatible; a module-level function, so compiled
+    programs are reused."""
+    mean0 = lambda t: jax.tree_util.tree_map(lambda a: jnp.mean(a, 0), t)  # noqa: E731
+    xbar, ybar = mean0(xs), mean0(yhats)
     dev = jax.tree_util.tree_map(lambda a, b: a - b[None], xs, xbar)
-    consensus = sum(jnp.sum(v**2) for v in jax.tree_util.tree_leaves(dev)) / \
-        jax.tree_util.tree_leaves(xs)[0].shape[0]
-    return {"grad_norm": tree_norm(problem.grad_phi(xbar)), "phi": problem.phi(xbar),
-            "y_err": tree_norm(tree_sub(ybar, problem.y_star(xbar))), "consensus": consensus}
+    m = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    out = {"consensus": sum(jnp.sum(v**2) for v in jax.tree_util.tree_leaves(dev)) / m}
+    if problem.grad_phi is not None and problem.y_star is not None and problem.phi is not None:
+        out.update(grad_norm=tree_norm(problem.grad_phi(xbar)), phi=problem.phi(xbar),
+                   y_err=tree_norm(tree_sub(ybar, problem.y_star(xbar))))
+        if problem.metrics is not None:
+            out.update(problem.metrics(xbar, ybar))
+    else:
+        kw = dict(problem.info.get("eval_kwargs") or ())
+        out.update(evaluate(pooled_problem(problem), xbar, ybar, **kw))
+    names = tuple(problem.info.get("agent_metrics") or ())
+    if names and problem.metrics is not None:
+        per = jax.vmap(problem.metrics)(xs, yhats)
+        out.update({f"avg_{k}": jnp.mean(per[k]) for k in names})
+    return out
+
+
+_jit_network_metrics = jax.jit(network_metrics)
+
+
+def network_evaluate(problem, xs, yhats) -> dict:
+    """:func:`network_metrics` jitted, on the clean problem, from host arrays: the
+    ``evaluate`` of the distributed mode (process 0, gathered iterates)."""
+    return _jit_network_metrics(problem.replace(noise=None), xs, yhats)
 
 
 def payload_bytes(dec, problem, mix) -> float:
@@ -90,9 +122,6 @@ def network_setup(problem, dec, W, labels: dict | None = None):
     if lead != {m}:
         raise ValueError(f"problem {problem.name!r} is stacked over {sorted(lead)} agents but W "
                          f"is {m}×{m}")
-    if problem.grad_phi is None or problem.y_star is None or problem.phi is None:
-        raise ValueError(f"problem {problem.name!r}: decentralized metrics need the network "
-                         "closed forms y_star, phi, grad_phi")
     validate_problem(agent_slice(problem), (dec.hparams.get("batch", 1),))
     mix = mixer_for(W)
     counters = {"comm_rounds": dec.comm_per_step * mix.rounds,
