@@ -78,8 +78,6 @@ def cells(quick: bool) -> list[Cell]:
 
 
 def report(cells, probes, figdir, quick) -> str:
-    if not cells:
-        return "No cell of E1 has finished yet.\n"
     lines = [__doc__.split("\n", 1)[1].strip(), "",
              "`quadratic`: 10×20, κ = 10, K = 5, α = τ = 0.05, B_in = 1, B_out = 8 (SOBA, "
              "StocBiO: batch 8); `quadratic-data`: the problem's defaults (1024 samples, "

@@ -33,8 +33,6 @@ def _alpha(c) -> float:
 
 
 def report(cells, probes, figdir, quick) -> str:
-    if not cells:
-        return "No cell of E2 has finished yet.\n"
     alphas = sorted({_alpha(c) for c in cells})
     fig, ax = figure(1, 1, 7.5, 4.8)
     a = ax[0][0]

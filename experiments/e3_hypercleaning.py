@@ -104,8 +104,6 @@ def probes(quick: bool):
 
 
 def report(cells, probes, figdir, quick) -> str:
-    if not cells:
-        return "No cell of E3 has finished yet.\n"
     groups = []
     for c in cells:
         if (c["problem"], c["noise"]) not in groups:

@@ -49,8 +49,6 @@ def cells(quick: bool):
 
 
 def report(cells, probes, figdir, quick) -> str:
-    if not cells:
-        return "No cell of E5 has finished yet.\n"
     lines = [__doc__.split("\n", 1)[1].strip(), "",
              "N²SGDA and SGDmax: K = 5 ascent steps of batch 8, outer batch 32; SGDA, clipped "
              "SGDA, NSGDA-M: batch 32. Second grid axis for every method: the ascent step τ "

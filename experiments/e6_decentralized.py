@@ -78,8 +78,6 @@ def cells(quick: bool):
 
 
 def report(cells, probes, figdir, quick) -> str:
-    if not cells:
-        return "No cell of E6 has finished yet.\n"
     groups = sorted({c["problem"] for c in cells})
     fig, axes = figure(len(groups), 3, 4.2, 3.0)
     for i, g in enumerate(groups):

@@ -98,6 +98,8 @@ def write_report(out: str, path: str, quick: bool) -> None:
         if os.path.exists(status) and not cells:
             with open(status, encoding="utf-8") as fh:
                 body = f"**Not available yet**: {json.load(fh)['unavailable']}\n"
+        elif not cells:
+            body = "No cell of this experiment has finished yet.\n"
         else:
             body = mod.report(cells, probes, figdir, quick)
         loads += [v for c in cells for v in c.get("load", [])]
