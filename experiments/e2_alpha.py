@@ -9,7 +9,8 @@ seeds.
 from __future__ import annotations
 
 import numpy as np
-from e1_synthetic import QINNER, QUAD, QUAD_C, bilevel_methods, problem_cell
+from e1_synthetic import (QINNER, QUAD, QUAD_C, bilevel_methods, floor_lines, floor_probes,
+                          problem_cell)
 from framework import color, curves, figure, rel, save, table, verdicts
 
 NAME = "E2"
@@ -26,6 +27,10 @@ def cells(quick: bool):
         kw = dict(budget=4000, seeds=2, n_eta=1, extend=0, n_evals=4)
     return [problem_cell(NAME, "quadratic", "quadratic", QUAD, f"stable:{a:g}", m, **kw)
             for a in alphas for m in bilevel_methods(QINNER, 0.05, QUAD_C, which)]
+
+
+def probes(quick: bool):
+    return [] if quick else floor_probes(NAME, [("quadratic", "quadratic", QUAD)])
 
 
 def _alpha(c) -> float:
@@ -64,7 +69,7 @@ def report(cells, probes, figdir, quick) -> str:
         "Settings as E1's `quadratic` (K = 5, α = τ = 0.05, B_in = 1, B_out = 8, independent "
         "samples). Every method's grid has 4 values of η₀ (ratio 3), each constant and "
         "decaying, times 2 values of its second hyperparameter (16 points), extended when "
-        "the best η₀ lies on an edge.", "",
+        "the best η₀ lies on an edge.", "", *floor_lines(probes), "",
         f"![alpha sweep]({rel(f1)})", "", f"![curves]({rel(f2)})", "",
         table(cells, lambda c: (_alpha(c), c["method"])), "",
         "Verdicts (N²SBA against the best baseline at each α):", "",

@@ -8,9 +8,7 @@ hypergradient estimate's norm at the start, ≈ 0.04).
 """
 from __future__ import annotations
 
-import math
-
-from framework import Cell, Method, Probe, curves, figure, rel, save, table, verdicts
+from framework import Cell, Method, Probe, curves, figure, rel, save, table, tail_index, verdicts
 
 NAME = "E3"
 TITLE = "E3: hyper-cleaning (MNIST)"
@@ -73,22 +71,12 @@ def cells(quick: bool):
 
 def _tails(args) -> dict:
     import jax
-
-    from htbo.diagnostics.per_sample import per_sample_grad_norms
-    from htbo.diagnostics.tail import hill_alpha
     from htbo.metrics import solve_lower
     p = _build(args, "none")
     if args.get("model") == "mlp":  # nonconvex lower level: no y*(x0); the initial model
-        y, at = p.y0, "(x0, y0)"
-    else:
-        y, at = jax.jit(lambda x, y: solve_lower(p, x, y, 100))(p.x0, p.y0), "(x0, y*(x0))"
-    out = dict(at=at)
-    for which in ("g", "f"):
-        z = per_sample_grad_norms(p, which, p.x0, y, wrt="y")
-        n = len(z)
-        out[which] = dict(n=n, sqrt=hill_alpha(z, math.ceil(math.sqrt(n))),
-                          tenth=hill_alpha(z, math.ceil(n / 10)))
-    return out
+        return dict(at="(x0, y0)", **tail_index(p, p.y0))
+    y = jax.jit(lambda x, y: solve_lower(p, x, y, 100))(p.x0, p.y0)
+    return dict(at="(x0, y*(x0))", **tail_index(p, y))
 
 
 def probes(quick: bool):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from e1_synthetic import bilevel_methods, problem_cell
-from framework import Probe, curves, figure, rel, save, table, verdicts
+from framework import Probe, curves, figure, rel, save, table, tail_index, verdicts
 
 NAME = "E4"
 TITLE = "E4: data-heavy-tailed task (ridge-t)"
@@ -35,20 +35,10 @@ def cells(quick: bool):
 
 
 def _tails(args: dict, seeds) -> dict:
-    from htbo.diagnostics.per_sample import per_sample_grad_norms
-    from htbo.diagnostics.tail import hill_alpha
     from htbo.problems import ridge_t
-    out = {}
-    for which in ("g", "f"):
-        est = {"sqrt": [], "tenth": []}
-        for s in seeds:
-            p = ridge_t(**args, seed=s)
-            z = per_sample_grad_norms(p, which, p.x0, p.y_star(p.x0), wrt="y")
-            n = len(z)
-            est["sqrt"].append(hill_alpha(z, math.ceil(math.sqrt(n))))
-            est["tenth"].append(hill_alpha(z, math.ceil(n / 10)))
-        out[which] = dict(n=n, **est)
-    return out
+    runs = [tail_index(p, p.y_star(p.x0)) for p in (ridge_t(**args, seed=s) for s in seeds)]
+    return {w: dict(n=runs[0][w]["n"], **{k: [r[w][k] for r in runs] for k in ("sqrt", "tenth")})
+            for w in ("g", "f")}
 
 
 def probes(quick: bool):

@@ -143,7 +143,7 @@ def history(rows: list[dict], label: str, metrics, seeds) -> dict:
     for c in ("comm_rounds", "bytes_sent"):
         if c in rows[0]:
             out[c] = [first[s][c] for s in steps]
-    for k in metrics:
+    for k in (k for k in metrics if any(k in r for r in rows)):
         cols = [_summ([_val(at.get((st, sd)), k) for sd in seeds]) for st in steps]
         out[k] = {q: [c[q] for c in cols] for q in ("median", "q20", "q80")}
     return out
@@ -267,6 +267,20 @@ def probe_done(out: str, probe: Probe) -> bool:
         return json.load(fh).get("fingerprint") == probe.fingerprint()
 
 
+def tail_index(problem, y) -> dict:
+    """Hill tail index α̂ of the data's own per-sample gradient noise ‖∇ℓ_i − mean ∇ℓ‖
+    (w.r.t. y, at (x0, y)) on the lower (g) and upper (f) level, k = ⌈√n⌉ and ⌈n/10⌉."""
+    from htbo.diagnostics.per_sample import per_sample_grad_norms
+    from htbo.diagnostics.tail import hill_alpha
+    out = {}
+    for which in ("g", "f"):
+        z = per_sample_grad_norms(problem, which, problem.x0, y, wrt="y")
+        n = len(z)
+        out[which] = dict(n=n, sqrt=hill_alpha(z, math.ceil(math.sqrt(n))),
+                          tenth=hill_alpha(z, math.ceil(n / 10)))
+    return out
+
+
 def load(out: str, exp: str) -> tuple[list[dict], dict]:
     """The finished cells of ``exp`` and its probes ``{name: result}``."""
     cells, probes = [], {}
@@ -322,6 +336,9 @@ def final(c: dict, k: str) -> dict:
     return {q: h[q][-1] for q in ("median", "q20", "q80")}
 
 
+SUMMARY: list[dict] = []  # every verdict of the report being written
+
+
 def verdicts(cells: list[dict], group, metric=None, higher_better=False) -> list[str]:
     """Per group (e.g. problem × noise): the normalized method against the best baseline.
     A method *wins* when its 20–80% band lies entirely on the better side of the other's;
@@ -344,6 +361,9 @@ def verdicts(cells: list[dict], group, metric=None, higher_better=False) -> list
             (lambda u, v: u["q80"] < v["q20"])
         what = (f"**{bn} wins**" if beats(a, b) else f"**baseline {bb} wins**" if beats(b, a)
                 else "**tie** (20–80% bands overlap)")
+        SUMMARY.append(dict(exp=cs[0]["exp"], metric=metric or cs[0]["metric"], group=g,
+                            outcome="win" if beats(a, b) else "loss" if beats(b, a) else "tie",
+                            method=bn, baseline=bb))
         r = a["median"] / b["median"] if b["median"] not in (0, math.inf) else math.nan
         out.append(f"- {g}: {what}: {bn} {band(a)} vs the best baseline {bb} {band(b)}"
                    + (f" (ratio {r:.2f})" if math.isfinite(r) else "") + ".")
@@ -398,7 +418,7 @@ def save(fig, path: str, title: str) -> str:
     handles = {}
     for ax in fig.axes:
         for hd, lb in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(lb.split(" (")[0], hd)
+            handles.setdefault(re.sub(r" \(\d+ div\.\)$", "", lb), hd)
     fig.legend(list(handles.values()), list(handles), loc="lower center",
                ncol=min(len(handles), 7), fontsize=9, frameon=False)
     import textwrap

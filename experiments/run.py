@@ -91,6 +91,7 @@ def write_report(out: str, path: str, quick: bool) -> None:
     import jax
     figdir = os.path.join(os.path.dirname(os.path.abspath(path)), "figures")
     sections, loads, dates, walls = [], [], [], {}
+    fw.SUMMARY.clear()
     for e, name in MODULES.items():
         mod = importlib.import_module(name)
         cells, probes = fw.load(out, e)
@@ -147,7 +148,27 @@ Wall time: {cost or '–'}. Regenerate with `PYTHONPATH=src python experiments/r
 """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write(head + "\n".join(sections))
+        fh.write(head + summary() + "\n".join(sections))
+
+
+def summary() -> str:
+    """Counts of the verdicts per experiment and metric (the sections give each one)."""
+    rows = {}
+    for v in fw.SUMMARY:
+        d = rows.setdefault((v["exp"], v["metric"], v["method"].split(" (")[0]), {})
+        d[v["outcome"]] = d.get(v["outcome"], 0) + 1
+        if v["outcome"] == "loss":
+            d.setdefault("who", set()).add(v["baseline"])
+    if not rows:
+        return ""
+    lines = ["## Summary of the verdicts", "",
+             "| experiment | metric | normalized method | wins | ties | baseline wins (by) |",
+             "|---|---|---|---|---|---|"]
+    for (e, m, meth), d in rows.items():
+        lines.append(f"| {e} | {m} | {meth} | {d.get('win', 0)} | {d.get('tie', 0)} | "
+                     f"{d.get('loss', 0)}" + (f" ({', '.join(sorted(d['who']))})" if d.get("who")
+                                               else "") + " |")
+    return "\n".join(lines) + "\n\n"
 
 
 if __name__ == "__main__":
