@@ -103,6 +103,15 @@ def write_report(out: str, path: str, quick: bool) -> None:
             body = "No cell of this experiment has finished yet.\n"
         else:
             body = mod.report(cells, probes, figdir, quick)
+            try:
+                planned = {c.key for c in mod.cells(quick)}
+            except fw.NotAvailable:
+                planned = set()
+            missing = len(planned - {c["key"] for c in cells})
+            if missing:
+                body = (f"**Incomplete: {len(planned) - missing} of {len(planned)} cells have "
+                        f"run**; `python experiments/run.py --only {e}` runs the other "
+                        f"{missing} (finished cells are kept).\n\n") + body
         loads += [v for c in cells for v in c.get("load", [])]
         dates += [c["date"] for c in cells]
         walls[e] = (len(cells), sum(c["wall_s"] for c in cells))

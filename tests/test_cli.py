@@ -89,6 +89,12 @@ def test_parse_value_and_seeds():
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("4,9") == [4, 9]
     with pytest.raises(ValueError):
         parse_seeds("0")
+    # problem arguments are never schedules: a colon stays in the string
+    from htbo.parsing import parse_assignments
+    assert parse_assignments(["split=dirichlet:0.3", "n_train=200"], "--problem-arg",
+                             schedules=False) == {"split": "dirichlet:0.3", "n_train": 200}
+    with pytest.raises(ValueError, match="bad schedule"):
+        parse_assignments(["eta=dirichlet:0.3"], "--hp")
 
 
 def test_history_survives_truncated_line_and_summary_counts_missing_as_inf(tmp_path):

@@ -42,7 +42,7 @@ def _base_spec(args, command: str, config: dict | None = None) -> dict:
     config = config or {}
     network = getattr(args, "network", None) or config.get("network")
     problem_args = {**config.get("problem_args", {}),
-                    **jsonable_hp(parse_assignments(args.problem_arg, "--problem-arg"))}
+                    **jsonable_hp(parse_assignments(args.problem_arg, "--problem-arg", schedules=False))}
     return dict(command=command, problem=args.problem or config.get("problem") or "quadratic",
                 problem_args=problem_args,
                 noise=args.noise if args.noise is not None else config.get("noise"),

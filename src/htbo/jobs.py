@@ -32,8 +32,9 @@ def jsonable_hp(hp: dict) -> dict:
     return out
 
 
-def _hp_from_json(hp: dict) -> dict:
-    return {k: parse_value(v) if isinstance(v, str) else v for k, v in (hp or {}).items()}
+def _hp_from_json(hp: dict, schedules: bool = True) -> dict:
+    return {k: parse_value(v, schedules) if isinstance(v, str) else v
+            for k, v in (hp or {}).items()}
 
 
 def load_json(path: str, what: str) -> dict:
@@ -110,16 +111,16 @@ class Plan:
         self.spec = spec
         if spec.get("noise") is None and not spec.get("network"):
             clean, _ = make_problem_from(spec["problem"], None,
-                                         _hp_from_json(spec.get("problem_args", {})))
+                                         _hp_from_json(spec.get("problem_args", {}), schedules=False))
             spec["noise"] = default_noise(clean)
         elif spec.get("noise") is None:  # decentralized: the problem's documented noise
             clean, _ = make_problem_from(spec["problem"], None,
-                                         _hp_from_json(spec.get("problem_args", {})),
+                                         _hp_from_json(spec.get("problem_args", {}), schedules=False),
                                          spec["network"])
             spec["noise"] = str(clean.info.get("noise") or DEFAULT_NOISE)
         self.problem, self.W = make_problem_from(spec["problem"], spec.get("noise") or
                                                  DEFAULT_NOISE,
-                                                 _hp_from_json(spec.get("problem_args", {})),
+                                                 _hp_from_json(spec.get("problem_args", {}), schedules=False),
                                                  spec.get("network"))
         self.seeds = parse_seeds(spec["seeds"])
         self.entries = []

@@ -15,9 +15,10 @@ _SCHEDULES = {"isqrt": ("inverse_sqrt", 1, 2), "power": ("inverse_power", 1, 3),
               "linear": ("linear_growth", 2, 3), "exp": ("exponential", 2, 2)}
 
 
-def parse_value(text: str):
-    """Parse one CLI value: bool/none, int, float, schedule string, else the string."""
-    from . import schedules
+def parse_value(text: str, schedules: bool = True):
+    """Parse one CLI value: bool/none, int, float, schedule string, else the string
+    (``schedules=False``, for problem arguments: ``'dirichlet:0.3'`` stays a string)."""
+    from . import schedules as sched_mod
 
     t = str(text).strip()
     low = t.lower()
@@ -27,7 +28,7 @@ def parse_value(text: str):
         return False
     if low in ("none", "null"):
         return None
-    if ":" in t:
+    if ":" in t and schedules:
         kind, *nums = t.split(":")
         if kind not in _SCHEDULES:
             raise ValueError(f"bad schedule {text!r}: expected isqrt:V0:T0, power:V0:T0:P, "
@@ -39,7 +40,7 @@ def parse_value(text: str):
         fn, lo, hi = _SCHEDULES[kind]
         if not lo <= len(vals) <= hi:
             raise ValueError(f"bad schedule {text!r}: {kind} takes {lo} to {hi} numbers")
-        return getattr(schedules, fn)(*vals)
+        return getattr(sched_mod, fn)(*vals)
     try:
         return int(t)
     except ValueError:
@@ -50,14 +51,15 @@ def parse_value(text: str):
         return t
 
 
-def parse_assignments(items: list[str] | None, what: str) -> dict:
-    """``['eta=0.1', 'lam=10']`` → ``{'eta': 0.1, 'lam': 10}`` (dashes in keys → underscores)."""
+def parse_assignments(items: list[str] | None, what: str, schedules: bool = True) -> dict:
+    """``['eta=0.1', 'lam=10']`` → ``{'eta': 0.1, 'lam': 10}`` (dashes in keys → underscores;
+    ``schedules``: as in :func:`parse_value`)."""
     out = {}
     for it in items or []:
         k, eq, v = str(it).partition("=")
         if not eq or not k.strip():
             raise ValueError(f"{what}: expected KEY=VALUE, got {it!r}")
-        out[k.strip().replace("-", "_")] = parse_value(v)
+        out[k.strip().replace("-", "_")] = parse_value(v, schedules)
     return out
 
 

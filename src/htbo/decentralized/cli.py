@@ -75,7 +75,7 @@ def _build_spec(args, name: str, m: int) -> dict:
     documented ``info["noise"]`` is used, else ``DEFAULT_NOISE`` (as ``htbo run
     --network``); ``args.noise`` is set to the noise used."""
     factory = load_factory(args.factory)
-    pargs = parse_assignments(args.problem_arg, "--problem-arg")
+    pargs = parse_assignments(args.problem_arg, "--problem-arg", schedules=False)
     kw = dict(agents=m, problem=args.problem, solver=args.solver, network=name,
               hp=_parse_hp(args.hp), **({"problem_args": pargs} if pargs else {}))
     if args.noise is None:
@@ -188,7 +188,7 @@ def cmd_launch(args) -> int:
                 agents=m, mode="distributed", steps=steps, seeds=seeds,
                 sfo_per_step=solver.sfo_per_step,
                 hvp_per_step=getattr(solver, "hvp_per_step", 0),
-                problem_args=parse_assignments(args.problem_arg, "--problem-arg"),
+                problem_args=parse_assignments(args.problem_arg, "--problem-arg", schedules=False),
                 comm_rounds_per_step=solver.comm_per_step * getattr(spec["mix"], "rounds", 1),
                 compile_s=agent_meta.get("compile_s"), run_s=agent_meta.get("run_s"),
                 hparams=dict(getattr(solver, "hparams", {})))

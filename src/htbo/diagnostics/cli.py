@@ -16,7 +16,7 @@ def cmd_diagnose(args) -> int:
     from .diagnosis import diagnose
     from .report import write_report
 
-    pargs = parse_assignments(args.problem_arg, "--problem-arg")
+    pargs = parse_assignments(args.problem_arg, "--problem-arg", schedules=False)
     x = y = None
     if args.at:  # the last checkpointed iterate of a run (its problem and noise too)
         from ..jobs import final_iterate
