@@ -6,7 +6,7 @@ injected noise (heavy tails from the data only).
 """
 from __future__ import annotations
 
-from framework import Cell, Method, Probe, noise_section, tail_index
+from framework import PENALTY, Cell, Method, Probe, noise_section, tail_index
 
 NAME = "E1"
 TITLE = "E1: synthetic bilevel problems, every method, six noise laws"
@@ -140,5 +140,5 @@ def report(cells, probes, figdir, quick) -> str:
     for p in probs:
         cs = [c for c in cells if c["problem"] == p]
         noises = [n for n in NOISES + ("none",) if any(c["noise"] == n for c in cs)]
-        lines += noise_section(cs, noises, figdir, p, "‖∇φ(x)‖", "N²SBA")
+        lines += noise_section(cs, noises, figdir, p, "‖∇φ(x)‖", "N²SBA", among=PENALTY)
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from e1_synthetic import (QINNER, QUAD, QUAD_C, bilevel_methods, floor_lines, floor_probes,
                           problem_cell)
-from framework import color, curves, figure, rel, save, table, verdicts
+from framework import PENALTY, color, curves, figure, rel, save, table, verdicts
 
 NAME = "E2"
 TITLE = "E2: the α-sweep"
@@ -73,4 +73,9 @@ def report(cells, probes, figdir, quick) -> str:
         f"![alpha sweep]({rel(f1)})", "", f"![curves]({rel(f2)})", "",
         table(cells, lambda c: (_alpha(c), c["method"])), "",
         "Verdicts (N²SBA against the best baseline at each α):", "",
-        *verdicts(sorted(cells, key=_alpha), lambda c: f"α = {_alpha(c):g}"), ""])
+        *verdicts(sorted(cells, key=_alpha), lambda c: f"α = {_alpha(c):g}"), "",
+        "Within the penalty family (F2BA, F2SA, clipped F2SA: the same first-order "
+        "hypergradient estimator as N²SBA, so only the step differs; clipped SOBA uses "
+        "Hessian-vector products and has no penalty bias):", "",
+        *verdicts(sorted(cells, key=_alpha), lambda c: f"α = {_alpha(c):g}",
+                  among=PENALTY), ""])

@@ -8,7 +8,7 @@ hypergradient estimate's norm at the start, ≈ 0.04).
 """
 from __future__ import annotations
 
-from framework import Cell, Method, Probe, curves, figure, rel, save, table, tail_index, verdicts
+from framework import PENALTY, Cell, Method, Probe, curves, figure, rel, save, table, tail_index, verdicts
 
 NAME = "E3"
 TITLE = "E3: hyper-cleaning (MNIST)"
@@ -133,6 +133,8 @@ def report(cells, probes, figdir, quick) -> str:
               ("test_acc", "f1")), "",
         "Verdicts on the tuning metric (final validation loss):", "",
         *verdicts(srt, lambda c: f"{c['problem']}, {c['noise']}"), "",
+        "Against the penalty methods only (F2BA, F2SA, clipped F2SA; validation loss):", "",
+        *verdicts(srt, lambda c: f"{c['problem']}, {c['noise']}", among=PENALTY), "",
         "On test accuracy:", "",
         *verdicts(srt, lambda c: f"{c['problem']}, {c['noise']}", metric="test_acc",
                   higher_better=True), ""])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from e1_synthetic import bilevel_methods, problem_cell
-from framework import Probe, curves, figure, rel, save, table, tail_index, verdicts
+from framework import PENALTY, Probe, curves, figure, rel, save, table, tail_index, verdicts
 
 NAME = "E4"
 TITLE = "E4: data-heavy-tailed task (ridge-t)"
@@ -93,6 +93,8 @@ def report(cells, probes, figdir, quick) -> str:
         table(cells, lambda c: (order.get(c["problem"], 9), c["method"]), ("grad_norm", "test_mse")), "",
         "Verdicts (N²SBA against the best baseline; final φ, the tuning metric):", "",
         *verdicts(cells, lambda c: c["problem"]), "",
+        "Against the penalty methods only (F2BA, F2SA, clipped F2SA; final φ):", "",
+        *verdicts(cells, lambda c: c["problem"], among=PENALTY), "",
         "On ‖∇φ‖ at the same (φ-tuned) points:", "",
         *verdicts(cells, lambda c: c["problem"], metric="grad_norm"), "",
         "On test MSE:", "", *verdicts(cells, lambda c: c["problem"], metric="test_mse"), ""])

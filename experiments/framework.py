@@ -94,6 +94,41 @@ def done(out: str, cell: Cell) -> bool:
         return json.load(fh).get("fingerprint") == cell.fingerprint()
 
 
+def claim(out: str, cell: Cell) -> str | None:
+    """A lock file for ``cell`` (holding this process's id), or None when a live process holds
+    it: several ``run.py`` processes can share one cell store. A dead holder's lock is taken."""
+    path = cell_path(out, cell) + ".lock"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    pid = int(fh.read().strip() or 0)
+                os.kill(pid, 0)
+                return None  # its holder is alive
+            except (ProcessLookupError, ValueError, FileNotFoundError):
+                try:
+                    os.remove(path)  # stale: its holder died
+                except FileNotFoundError:
+                    pass
+                continue
+            except PermissionError:
+                return None
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(str(os.getpid()))
+        return path
+    return None
+
+
+def release(lock: str) -> None:
+    try:
+        os.remove(lock)
+    except FileNotFoundError:
+        pass
+
+
 def write_json(path: str, obj: dict) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
@@ -339,13 +374,20 @@ def final(c: dict, k: str) -> dict:
 SUMMARY: list[dict] = []  # every verdict of the report being written
 
 
-def verdicts(cells: list[dict], group, metric=None, higher_better=False) -> list[str]:
-    """Per group (e.g. problem × noise): the normalized method against the best baseline.
-    A method *wins* when its 20–80% band lies entirely on the better side of the other's;
-    overlapping bands are a *tie*."""
+PENALTY = ("F2BA", "F2SA", "clipped F2SA")  # same first-order penalty estimator as N²SBA
+
+
+def verdicts(cells: list[dict], group, metric=None, higher_better=False,
+             among=None) -> list[str]:
+    """Per group (e.g. problem × noise): the normalized method against the best baseline
+    (``among``: only these baselines, e.g. :data:`PENALTY`, which separates normalization from
+    the choice of hypergradient estimator). A method *wins* when its 20–80% band lies
+    entirely on the better side of the other's; overlapping bands are a *tie*."""
     out = []
     groups: dict = {}
     for c in cells:
+        if among is not None and not c["normalized"] and c["method"] not in among:
+            continue
         groups.setdefault(group(c), []).append(c)
     for g, cs in groups.items():
         s = {c["method"]: (final(c, metric) if metric else c["best"]) for c in cs}
@@ -361,7 +403,8 @@ def verdicts(cells: list[dict], group, metric=None, higher_better=False) -> list
             (lambda u, v: u["q80"] < v["q20"])
         what = (f"**{bn} wins**" if beats(a, b) else f"**baseline {bb} wins**" if beats(b, a)
                 else "**tie** (20–80% bands overlap)")
-        SUMMARY.append(dict(exp=cs[0]["exp"], metric=metric or cs[0]["metric"], group=g,
+        SUMMARY.append(dict(exp=cs[0]["exp"] + (" (penalty baselines)" if among else ""),
+                            metric=metric or cs[0]["metric"], group=g,
                             outcome="win" if beats(a, b) else "loss" if beats(b, a) else "tie",
                             method=bn, baseline=bb))
         r = a["median"] / b["median"] if b["median"] not in (0, math.inf) else math.nan
@@ -455,7 +498,7 @@ def final_vs(ax, cells: list[dict], xkey, xs_order, metric=None, log=True):
 
 
 def noise_section(cs: list[dict], noises: list, figdir: str, name: str, ylab: str,
-                  who: str) -> list[str]:
+                  who: str, among=None) -> list[str]:
     """One problem of E1 / E5: final metric against the noise, curves per noise, the
     table and the verdicts."""
     exp, p = cs[0]["exp"], cs[0]["problem"]
@@ -476,4 +519,8 @@ def noise_section(cs: list[dict], noises: list, figdir: str, name: str, ylab: st
     return [f"### {name}", "", f"![final]({rel(f1)})", "", f"![curves]({rel(f2)})", "",
             table(cs, lambda c: (noises.index(c["noise"]), c["method"])), "",
             f"Verdicts ({who} against the best baseline):", "",
-            *verdicts(cs, lambda c: f"{c['problem']}, {c['noise']}"), ""]
+            *verdicts(cs, lambda c: f"{c['problem']}, {c['noise']}"), "",
+            *([f"Against the penalty methods only ({', '.join(among)}: the same first-order "
+               "hypergradient estimator, only the step differs):", "",
+               *verdicts(cs, lambda c: f"{c['problem']}, {c['noise']}", among=among), ""]
+              if among else [])]

@@ -77,7 +77,14 @@ def main(argv=None) -> dict:
                     stats["skipped"].append(c.key)
                     log(f"[{e} {i}/{len(cells)}] {c.key}: finished before, skipped")
                     continue
-                r = fw.run_cell(c, out, log)
+                lock = fw.claim(out, c)
+                if lock is None:
+                    log(f"[{e} {i}/{len(cells)}] {c.key}: running in another process, skipped")
+                    continue
+                try:
+                    r = fw.run_cell(c, out, log)
+                finally:
+                    fw.release(lock)
                 stats["ran"].append(c.key)
                 log(f"[{e} {i}/{len(cells)}] {c.key}: {fw.band(r['best'])} at "
                     f"{r['best']['label']} ({r['wall_s']:.0f} s, load {r['load'][1]:.1f})")
