@@ -56,7 +56,7 @@ def report(cells, probes, figdir, quick) -> str:
     a.set_ylabel("final ‖∇φ(x)‖ (median, band 20–80%)")
     a.grid(True, which="both", alpha=0.3)
     f1 = save(fig, f"{figdir}/e2_alpha_sweep.png",
-              f"E2: each method re-tuned at every α, {cells[0]['budget']:,} SFO, "
+              f"E2: each method re-tuned at every α, {cells[0]['budget']:,} SFO-equivalents (an HVP costs one SFO), "
               f"{cells[0]['seeds']} seeds")
     fig, axes = figure(2, (len(alphas) + 1) // 2)
     for ax_, al in zip(axes.ravel(), alphas):
