@@ -27,6 +27,7 @@ import sys
 import numpy as np
 
 import htbo
+from _workload import add_workload_args
 from htbo.runner import cast_hp
 from htbo.problems import quadratic_data
 from htbo.solvers import f2sa, n2sba, soba
@@ -66,12 +67,7 @@ def memory_child(n: int, dim: int, batch: int, k: int, name: str):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=1024)
-    ap.add_argument("--dim", type=int, default=100)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--inner-steps", type=int, default=10)
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--repeats", type=int, default=5)
+    add_workload_args(ap, 2000)
     ap.add_argument("--mem-n", type=int, default=32768)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)

@@ -38,6 +38,7 @@ import jax
 import numpy as np
 
 import htbo
+from _workload import add_workload_args
 import htbo.oracles as oracles
 from htbo.problems import quadratic_data
 from htbo.solvers import f2sa, n2sba, soba
@@ -208,12 +209,7 @@ def gather_artifact(n, d, b):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=1024)
-    ap.add_argument("--dim", type=int, default=100)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--inner-steps", type=int, default=10)
-    ap.add_argument("--steps", type=int, default=1000, help="steps per timed run (÷4 for K-loops)")
-    ap.add_argument("--repeats", type=int, default=5)
+    add_workload_args(ap, 1000, "steps per timed run (÷4 for K-loops)")
     ap.add_argument("--compare-sampler", action="store_true")
     ap.add_argument("--hlo-dir", default=None)
     ap.add_argument("--json", default=None)

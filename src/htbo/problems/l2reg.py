@@ -32,14 +32,16 @@ __all__ = ["l2reg", "load_dataset", "split_standardize", "DATASETS"]
 DATASETS = ("breast_cancer", "digits")
 
 
-def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(features, integer labels)`` of a scikit-learn toy data set (no download)."""
-    if name not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
+def load_dataset(name: str, allowed=DATASETS, who: str = "l2reg"
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(features, targets)`` of a scikit-learn toy data set (shipped, no download); ``who``
+    names the problem in the error when scikit-learn is missing."""
+    if name not in allowed:
+        raise ValueError(f"dataset must be one of {allowed}, got {name!r}")
     try:
         from sklearn import datasets
     except ImportError as e:
-        raise ImportError(f"the l2reg problem needs scikit-learn for the {name!r} data set; "
+        raise ImportError(f"the {who} problem needs scikit-learn for the {name!r} data set; "
                           'install it with: pip install "htbo[data]"') from e
     return getattr(datasets, f"load_{name}")(return_X_y=True)
 

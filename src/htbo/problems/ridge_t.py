@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .base import BilevelProblem, cached
-from .l2reg import split_standardize
+from .l2reg import load_dataset, split_standardize
 
 __all__ = ["ridge_t", "DATASETS"]
 
@@ -37,14 +37,7 @@ DATASETS = ("diabetes", "breast_cancer", "digits")
 
 
 def _load(dataset: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    try:
-        from sklearn import datasets
-    except ImportError as e:
-        raise ImportError(f"the ridge-t problem needs scikit-learn for the {dataset!r} data "
-                          'set; install it with: pip install "htbo[data]"') from e
-    X, target = getattr(datasets, f"load_{dataset}")(return_X_y=True)
+    X, target = load_dataset(dataset, DATASETS, "ridge-t")
     X = np.asarray(X, np.float64)
     if dataset == "diabetes":
         return X, np.asarray(target, np.float64)
