@@ -155,8 +155,9 @@ def fair_grid(m: Method, etas, steps: int) -> list[dict]:
 
 
 def _steps(cell: Cell, problem, make) -> int:
+    from htbo.runner import steps_for_budget
     s = make(**{**cell.method.hp, **cell.method.second[0], cell.method.eta_key: cell.method.eta})
-    return int(cell.budget // (s.sfo_per_step + HVP_COST * s.hvp_per_step))
+    return steps_for_budget(s, cell.budget, HVP_COST)
 
 
 def _summ(v) -> dict:
