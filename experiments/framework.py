@@ -75,7 +75,19 @@ class Cell:
                  seeds=self.seeds, n_eta=self.n_eta, ratio=self.ratio, extend=self.extend,
                  n_evals=self.n_evals, metric=self.metric, metrics=self.metrics,
                  hvp_cost=HVP_COST)
+        draws = _draws_version(self.noise)
+        if draws is not None:  # a law whose sampler changed: its older cells are stale
+            d["draws"] = draws
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=repr).encode()).hexdigest()[:12]
+
+
+def _draws_version(noise: str):
+    """``htbo.noise.DRAWS_VERSION`` of ``noise``'s law (None for laws never changed)."""
+    from htbo.noise import DRAWS_VERSION, parse_noise
+    try:
+        return DRAWS_VERSION.get(parse_noise(noise).law)
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def _safe(s: str) -> str:

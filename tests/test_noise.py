@@ -120,3 +120,29 @@ def test_parse_noise_forms_and_errors():
                      ("gauss:2", "no parameter"), ("t:2@-1", "sigma")]:
         with pytest.raises(ValueError, match=msg):
             parse_noise(bad)
+
+
+@pytest.mark.parametrize("a", [0.6, 0.75, 1.0, 1.25, 4.0])
+def test_bulk_gamma_sampler_matches_scipy(a):
+    """The whole-array Marsaglia–Tsang sampler behind Student-t noise, with the a < 1 boost."""
+    from htbo.noise import _gamma_mt
+    g = np.asarray(_gamma_mt(jax.random.key(11), a, (N,), jnp.float32), np.float64)
+    assert np.all(g > 0)
+    p = stats.kstest(g, stats.gamma(a).cdf).pvalue
+    assert p > 1e-3, f"Gamma({a}): KS p-value {p:.2e}"
+
+
+def test_student_t_draws_do_not_depend_on_vmap_batching():
+    """The rejection loop runs until every member is done; a member's draws are its own."""
+    noise, keys = Noise("t", 1.5), jax.random.split(jax.random.key(2), 5)
+    batched = jax.vmap(lambda k: noise.sample(k, jnp.zeros(300), 8))(keys)
+    for i in range(5):
+        one = noise.sample(keys[i], jnp.zeros(300), 8)
+        np.testing.assert_allclose(batched[i], one, rtol=1e-4, atol=1e-6)
+
+
+def test_student_t_float64_matches_scipy():
+    with jax.enable_x64(True):
+        x = Noise("t", 1.2).sample(jax.random.key(5), jnp.zeros(N, jnp.float64))
+        assert x.dtype == jnp.float64
+    assert stats.kstest(np.asarray(x), stats.t(1.2).cdf).pvalue > 1e-3

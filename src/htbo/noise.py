@@ -30,6 +30,10 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+#: Bumped when a law's sampler changes its draws (same law, another random stream), so stored
+#: results made with the old draws can be told apart. Student-t: 2 = whole-array gamma.
+DRAWS_VERSION = {"t": 2}
+
 __all__ = ["Noise", "parse_noise", "gaussian", "student_t", "pareto", "stable"]
 
 _LAWS = ("gauss", "t", "pareto", "stable")
@@ -82,7 +86,7 @@ class Noise:
         if self.law == "gauss":
             return jax.random.normal(key, shape, dtype)
         if self.law == "t":
-            return jax.random.t(key, self.param, shape, dtype)
+            return _student_t(key, self.param, shape, dtype)
         if self.law == "pareto":
             ks, kp = jax.random.split(key)
             sign = jax.random.rademacher(ks, shape, dtype)
@@ -118,6 +122,47 @@ class Noise:
         else:
             r = jnp.abs(self.standard(kr, (batch, 1), dtype))
         return unravel(self.sigma * jnp.mean(r * u, axis=0))
+
+
+def _gamma_mt(key, a: float, shape, dtype):
+    """Gamma(a, 1) draws by Marsaglia–Tsang, rejecting on the whole array at once.
+
+    Each round proposes ``d·v`` with ``v = (1 + c·x)³``, ``x ~ N(0, 1)``, ``d = a − ⅓``,
+    ``c = 1/√(9d)`` for every element and keeps it where ``log U < x²/2 + d − d·v + d·log v``
+    and none was kept before; rounds repeat until every element holds a draw (≥ 95% accept
+    per round, so about log n / 3 rounds). For ``a < 1``: ``Gamma(a) = Gamma(a + 1)·U^{1/a}``.
+    Exact in law. ``jax.random.gamma`` runs the same rejection with one key per element,
+    which made batch-averaged Student-t noise ~75× slower than stable noise.
+    """
+    boost = a < 1.0
+    d = (a + 1.0 if boost else a) - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    key, kb = jax.random.split(key)
+
+    def body(s):
+        k, out, done = s
+        k, kx, ku = jax.random.split(k, 3)
+        x = jax.random.normal(kx, shape, dtype)
+        v = (1.0 + c * x) ** 3
+        logv = jnp.log(jnp.maximum(v, jnp.finfo(dtype).tiny))
+        ok = (v > 0) & (jnp.log(jax.random.uniform(ku, shape, dtype))
+                        < 0.5 * x * x + d - d * v + d * logv)
+        return k, jnp.where(ok & ~done, d * v, out), done | ok
+
+    init = (key, jnp.zeros(shape, dtype), jnp.zeros(shape, bool))
+    _, g, _ = jax.lax.while_loop(lambda s: ~jnp.all(s[2]), body, init)
+    if boost:  # U in (0, 1] so that no draw is exactly 0
+        u = 1.0 - jax.random.uniform(kb, shape, dtype)
+        g = g * u ** (1.0 / a)
+    return g
+
+
+def _student_t(key, df: float, shape, dtype):
+    """Student-t(ν) draws ``Z / √(2G/ν)`` with ``Z ~ N(0, 1)`` and ``G ~ Gamma(ν/2)``."""
+    kz, kg = jax.random.split(key)
+    g = _gamma_mt(kg, 0.5 * df, shape, dtype)
+    g = jnp.maximum(g, jnp.finfo(dtype).tiny)
+    return jax.random.normal(kz, shape, dtype) * jnp.sqrt(df / (2.0 * g))
 
 
 def _stable_cms(key, alpha: float, shape, dtype):
