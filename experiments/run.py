@@ -102,6 +102,14 @@ def write_report(out: str, path: str, quick: bool) -> None:
     for e, name in MODULES.items():
         mod = importlib.import_module(name)
         cells, probes = fw.load(out, e)
+        try:
+            planned = {c.key: c.fingerprint() for c in mod.cells(quick)}
+        except fw.NotAvailable:
+            planned = {}
+        # a stored cell made under other settings (or older noise draws) is not reported
+        current = [not planned or planned.get(c["key"]) == c["fingerprint"] for c in cells]
+        stale = [c for c, ok in zip(cells, current) if not ok]
+        cells = [c for c, ok in zip(cells, current) if ok]
         status = os.path.join(out, e, "status.json")
         if os.path.exists(status) and not cells:
             with open(status, encoding="utf-8") as fh:
@@ -110,14 +118,12 @@ def write_report(out: str, path: str, quick: bool) -> None:
             body = "No cell of this experiment has finished yet.\n"
         else:
             body = mod.report(cells, probes, figdir, quick)
-            try:
-                planned = {c.key for c in mod.cells(quick)}
-            except fw.NotAvailable:
-                planned = set()
-            missing = len(planned - {c["key"] for c in cells})
+            missing = len(set(planned) - {c["key"] for c in cells})
             if missing:
+                old = (f" ({len(stale)} stored cells were made under other settings or older "
+                       f"noise draws and are left out)" if stale else "")
                 body = (f"**Incomplete: {len(planned) - missing} of {len(planned)} cells have "
-                        f"run**; `python experiments/run.py --only {e}` runs the other "
+                        f"run**{old}; `python experiments/run.py --only {e}` runs the other "
                         f"{missing} (finished cells are kept).\n\n") + body
         loads += [v for c in cells for v in c.get("load", [])]
         dates += [c["date"] for c in cells]

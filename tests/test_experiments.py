@@ -51,3 +51,16 @@ def test_quick_sweep_runs_every_experiment_writes_the_report_and_resumes(tmp_pat
         assert f"figures/{f}" in text, f
     second = run.main(argv)
     assert second["ran"] == [] and sorted(second["skipped"]) == sorted(ran)
+    # a stored cell made under other settings (here: an edited fingerprint) is not reported,
+    # is counted as missing, and is run again by the next sweep
+    row = "| minimax-quadratic | stable:1.5@1 | SGDA |"
+    assert row in text
+    path = out / "E5/minimax-quadratic/stable_1.5_1/SGDA.json"
+    cell["fingerprint"] = "0" * 12
+    path.write_text(json.dumps(cell), encoding="utf-8")
+    run.main(argv + ["--report-only"])
+    text = report.read_text(encoding="utf-8")
+    assert "1 stored cells were made under other settings" in text
+    assert row not in text
+    third = run.main(argv + ["--only", "E5"])
+    assert third["ran"] == ["E5/minimax-quadratic/stable_1.5_1/SGDA"], third["ran"]
