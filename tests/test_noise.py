@@ -1,5 +1,6 @@
 """Noise samplers against scipy's laws (KS tests), their tails, batch averaging, parsing."""
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -146,3 +147,30 @@ def test_student_t_float64_matches_scipy():
         x = Noise("t", 1.2).sample(jax.random.key(5), jnp.zeros(N, jnp.float64))
         assert x.dtype == jnp.float64
     assert stats.kstest(np.asarray(x), stats.t(1.2).cdf).pvalue > 1e-3
+
+
+_ZERO_GAMMA = """
+import jax, jax.numpy as jnp
+from htbo.noise import Noise, _gamma_mt
+key = jax.random.split(jax.random.split(jax.random.key(0), 3)[2], 3000)[1154]
+g = jax.jit(lambda k: _gamma_mt(jax.random.split(k)[1], 1.25, (32, 100), jnp.float32))(key)
+keys = jax.random.split(jax.random.key(1), 256)
+xs = jax.jit(jax.vmap(lambda k: Noise("t", 2.5).sample(k, jnp.zeros(100), batch=32)))(keys)
+print(float(jnp.min(g)), float(jnp.max(jnp.abs(xs))))
+"""
+
+
+def test_gamma_draws_are_never_zero():
+    """Regression: with a separate "done" mask, XLA evaluated the acceptance test in two fusions
+    that disagreed on a borderline element, which was marked done with no draw: a gamma of 0,
+    so a Student-t draw of ~1e19. This key (step 1154 of seed 2 of a 3-seed scan) hit it under
+    XLA's default optimization level, so it runs in a subprocess without the suite's
+    ``--xla_backend_optimization_level=0``. Every draw must be positive."""
+    import subprocess
+    import sys
+    env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "").replace(
+        "--xla_backend_optimization_level=0", ""))
+    out = subprocess.run([sys.executable, "-c", _ZERO_GAMMA], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    gmin, tmax = float(out[0]), float(out[1])
+    assert gmin > 0 and tmax < 1e3, (gmin, tmax)

@@ -31,8 +31,9 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 #: Bumped when a law's sampler changes its draws (same law, another random stream), so stored
-#: results made with the old draws can be told apart. Student-t: 2 = whole-array gamma.
-DRAWS_VERSION = {"t": 2}
+#: results made with the old draws can be told apart. Student-t: 2 = whole-array gamma,
+#: 3 = the same with ``out`` as its only state (2 could leave a rare element at 0).
+DRAWS_VERSION = {"t": 3}
 
 __all__ = ["Noise", "parse_noise", "gaussian", "student_t", "pareto", "stable"]
 
@@ -137,20 +138,23 @@ def _gamma_mt(key, a: float, shape, dtype):
     boost = a < 1.0
     d = (a + 1.0 if boost else a) - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
+    tiny = jnp.finfo(dtype).tiny
     key, kb = jax.random.split(key)
 
+    # ``out`` is the only state: 0 = no draw yet (every kept draw is > tiny). A separate
+    # "done" mask can disagree with ``out``: XLA may evaluate the acceptance test in two
+    # fusions that round ``log`` differently, marking an element done without a draw.
     def body(s):
-        k, out, done = s
+        k, out = s
         k, kx, ku = jax.random.split(k, 3)
         x = jax.random.normal(kx, shape, dtype)
         v = (1.0 + c * x) ** 3
-        logv = jnp.log(jnp.maximum(v, jnp.finfo(dtype).tiny))
-        ok = (v > 0) & (jnp.log(jax.random.uniform(ku, shape, dtype))
-                        < 0.5 * x * x + d - d * v + d * logv)
-        return k, jnp.where(ok & ~done, d * v, out), done | ok
+        ok = (v > tiny) & (jnp.log(jax.random.uniform(ku, shape, dtype))
+                           < 0.5 * x * x + d - d * v + d * jnp.log(jnp.maximum(v, tiny)))
+        return k, jnp.where(ok & (out == 0), d * v, out)
 
-    init = (key, jnp.zeros(shape, dtype), jnp.zeros(shape, bool))
-    _, g, _ = jax.lax.while_loop(lambda s: ~jnp.all(s[2]), body, init)
+    _, g = jax.lax.while_loop(lambda s: jnp.any(s[1] == 0), body,
+                              (key, jnp.zeros(shape, dtype)))
     if boost:  # U in (0, 1] so that no draw is exactly 0
         u = 1.0 - jax.random.uniform(kb, shape, dtype)
         g = g * u ** (1.0 / a)
