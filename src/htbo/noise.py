@@ -133,7 +133,8 @@ def _gamma_mt(key, a: float, shape, dtype):
     and none was kept before; rounds repeat until every element holds a draw (≥ 95% accept
     per round, so about log n / 3 rounds). For ``a < 1``: ``Gamma(a) = Gamma(a + 1)·U^{1/a}``.
     Exact in law. ``jax.random.gamma`` runs the same rejection with one key per element,
-    which made batch-averaged Student-t noise ~75× slower than stable noise.
+    which made batch-averaged Student-t noise 57× slower than stable noise at d = 1000,
+    B = 32 (`benchmarks/bench_noise.py`, 2026-11-23).
     """
     boost = a < 1.0
     d = (a + 1.0 if boost else a) - 1.0 / 3.0
