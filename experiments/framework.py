@@ -458,6 +458,8 @@ def curves(ax, cells: list[dict], metric: str, x: str = "sfo_eq", log: bool = Tr
         ax.set_yscale("log")
     ax.set_xlabel({"sfo_eq": "SFO-equivalents (SFO + HVP)", "sfo": "SFO calls",
                    "comm_rounds": "communication rounds"}.get(x, x))
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(5))   # wide tick labels must not touch
     ax.grid(True, which="both", alpha=0.3)
 
 
@@ -475,11 +477,16 @@ def save(fig, path: str, title: str) -> str:
     for ax in fig.axes:
         for hd, lb in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(re.sub(r" \(\d+ div\.\)$", "", lb), hd)
+    # about 1.3 inches per legend entry, so a narrow figure wraps its legend
+    # onto more rows instead of clipping it at the edges
+    ncol = max(1, min(len(handles), 7, int(fig.get_figwidth() / 1.3)))
+    nrows = -(-len(handles) // ncol)
     fig.legend(list(handles.values()), list(handles), loc="lower center",
-               ncol=min(len(handles), 7), fontsize=9, frameon=False)
+               ncol=ncol, fontsize=9, frameon=False)
     import textwrap
     fig.suptitle(textwrap.fill(title, int(fig.get_figwidth() * 11)), fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    bottom = min(0.3, (0.08 + 0.24 * nrows) / fig.get_figheight())
+    fig.tight_layout(rect=(0, bottom, 1, 0.96))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
