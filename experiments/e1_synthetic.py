@@ -86,7 +86,7 @@ def cells(quick: bool) -> list[Cell]:
 def _inner_step(factors: str) -> float:
     """The inner step of `quadratic-data`'s documented defaults for these factors."""
     from htbo.problems import make_problem
-    return make_problem("quadratic-data", factors=factors).info["solver_defaults"]["*"]["alpha"]
+    return make_problem("quadratic-data", factors=factors).solver_defaults["*"]["alpha"]
 
 
 def _floor(name: str, args: dict) -> dict:

@@ -47,10 +47,10 @@ def _problem(dataset, split):
     """The network problem; its metrics are the user metrics at (x̄, ȳ), the network-average
     test accuracy and the consensus error: the evaluation-only ‖∇φ(x̄)‖ (L-BFGS + CG on the
     pooled 20,000 × 784 training set at every evaluation of every member) is left out, as
-    in E3 (``info["hypergradient"] = False``)."""
+    in E3 (``hypergradient=False``)."""
     from htbo.decentralized import make_network_problem
     p = make_network_problem("hypercleaning", 8, dataset=dataset, split=split)
-    return p.replace(info={**p.info, "hypergradient": False})
+    return p.replace(hypergradient=False)
 
 
 def _setup(p, solver, hp, W):

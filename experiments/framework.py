@@ -82,12 +82,13 @@ class Cell:
 
 
 def _draws_version(noise: str):
-    """``htbo.noise.DRAWS_VERSION`` of ``noise``'s law (None for laws never changed)."""
-    from htbo.noise import DRAWS_VERSION, parse_noise
+    """The ``draws_version`` of ``noise``'s law (None for laws never changed)."""
+    from htbo.noise import parse_noise
     try:
-        return DRAWS_VERSION.get(parse_noise(noise).law)
+        v = parse_noise(noise).law.draws_version
     except (AttributeError, TypeError, ValueError):
         return None
+    return v if v > 1 else None
 
 
 def _safe(s: str) -> str:
@@ -167,7 +168,7 @@ def fair_grid(m: Method, etas, steps: int) -> list[dict]:
 
 
 def _steps(cell: Cell, problem, make) -> int:
-    from htbo.runner import steps_for_budget
+    from htbo.plan import steps_for_budget
     s = make(**{**cell.method.hp, **cell.method.second[0], cell.method.eta_key: cell.method.eta})
     return steps_for_budget(s, cell.budget, HVP_COST)
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 import htbo.oracles as oracles
-from htbo.oracles import tree_normalize
+from htbo.decentralized import DEC_SOLVERS
 from htbo.problems import minimax_problem, quadratic, quadratic_data, with_noise
 from htbo.solvers import SOLVERS, make_solver
 from htbo.solvers._penalty import penalty_directions
+from htbo.tree import normalize as tree_normalize
 
 
 def _counted(problem, calls):
@@ -43,26 +44,19 @@ def hvp_calls(monkeypatch):
     return calls
 
 
-_SMALL = dict(inner_steps=2, batch_in=3, batch_out=2)
-_HP = {"n2sba": _SMALL, "f2sa": dict(_SMALL, shared_samples=True), "f2ba": _SMALL,
-       "clipped-f2sa": _SMALL, "soba": dict(batch=3), "clipped-soba": dict(batch=3),
-       "stocbio": dict(inner_steps=2, neumann_terms=3, batch_in=2, batch_out=3, batch_hvp=4),
-       "n2sgda": _SMALL, "sgdmax": _SMALL, "sgda": dict(batch=3), "clipped-sgda": dict(batch=3),
-       "nsgda-m": dict(batch=3)}
-
-
-@pytest.mark.parametrize("name", sorted(SOLVERS))
+@pytest.mark.parametrize("name", SOLVERS.names())
 def test_sfo_and_hvp_per_step_match_a_run_time_count(name, hvp_calls):
-    s = make_solver(name, **_HP[name])
+    """Every registered solver, at the small settings it declares (``tests["small"]``)."""
+    s = make_solver(name, **SOLVERS.meta(name)["tests"]["small"])
     calls = []
-    if s.problem_kind == "minimax":
+    if s.kind == "minimax":
         data = {"a": jnp.asarray(np.random.default_rng(0).standard_normal((20, 3)))}
         p = _counted(minimax_problem(lambda x, y, b: jnp.mean(b["a"] @ x) * jnp.sum(y)
                                      + x @ y - 0.5 * y @ y, jnp.ones(3), jnp.zeros(3), data,
                                      y_star=lambda x: x), calls)
     else:
         p = _counted(quadratic_data(n_inner=20, n_outer=20, dim_x=3, dim_y=4), calls)
-    step = jax.jit(s.step)
+    step = jax.jit(s.program()[1])
     st = s.start(p, jax.random.key(0))
     for i in range(2):
         st = step(p, st, jax.random.key(i))
@@ -74,21 +68,23 @@ def test_sfo_and_hvp_per_step_match_a_run_time_count(name, hvp_calls):
     assert evals - hvp == 2 * s.sfo_per_step, (evals, hvp, s.sfo_per_step)
 
 
-@pytest.mark.parametrize("hp", [dict(), dict(shared_samples=False), dict(beta=1.0),
-                                dict(route="hvp")])
-def test_decentralized_sfo_and_hvp_per_step_match_a_run_time_count(hp, hvp_calls):
+@pytest.mark.parametrize("name, hp", [("dnsvrb", dict()), ("dnsvrb", dict(shared_samples=False)),
+                                      ("dnsvrb", dict(beta=1.0)), ("dnsvrb", dict(route="hvp")),
+                                      *[(n, {}) for n in DEC_SOLVERS.names() if n != "dnsvrb"]])
+def test_decentralized_sfo_and_hvp_per_step_match_a_run_time_count(name, hp, hvp_calls):
     from htbo.decentralized import decentralized_quadratic, make_dec_solver, parse_network
     from htbo.decentralized.simulate import as_network_solver, mixer_for
     m = 3
     calls = []
     p = _counted(decentralized_quadratic(m=m, dim_x=2, dim_y=2), calls)
-    dec = make_dec_solver("dnsvrb", batch=2, **hp)
+    dec = make_dec_solver(name, **DEC_SOLVERS.meta(name)["tests"]["small"], **hp)
     s = as_network_solver(dec, mixer_for(parse_network(f"ring:{m}")))
-    st = jax.jit(s.init)(p, p.x0, p.y0, jax.random.key(0), s.hp)
+    init, step, _ = s.program()
+    st = jax.jit(init)(p, p.x0, p.y0, jax.random.key(0), s.hp)
     jax.effects_barrier()
     calls.clear()
     hvp_calls.clear()
-    st = jax.jit(s.step)(p, st, jax.random.key(1))
+    st = jax.jit(step)(p, st, jax.random.key(1))
     jax.effects_barrier()
     hvp = sum(n for _, n in hvp_calls)
     evals = sum(n for _, n in calls)
@@ -127,11 +123,12 @@ def test_storm_uses_the_same_samples_at_the_old_and_the_new_point():
     dec = make_dec_solver("dnsvrb", beta=beta)
     s = as_network_solver(dec, mixer_for(parse_network(f"ring:{m}")))
     c = as_network_solver(make_dec_solver("dnsvrb", beta=1.0), mixer_for(parse_network(f"ring:{m}")))
-    st0 = jax.jit(s.init)(p, p.x0, p.y0, jax.random.key(0), s.hp)
-    st1 = jax.jit(s.step)(p, st0, jax.random.key(1))
+    (s_init, s_step, _), c_init = s.program(), c.program()[0]
+    st0 = jax.jit(s_init)(p, p.x0, p.y0, jax.random.key(0), s.hp)
+    st1 = jax.jit(s_step)(p, st0, jax.random.key(1))
 
     def exact(st):  # noise-free directions at each agent's w (β = 1 and tracking aside)
-        return jax.jit(c.init)(clean, st.w["x"], st.w["y"], jax.random.key(0), c.hp).u
+        return jax.jit(c_init)(clean, st.w["x"], st.w["y"], jax.random.key(0), c.hp).u
 
     e0 = jax.tree_util.tree_map(jnp.subtract, st0.u, exact(st0))
     e1 = jax.tree_util.tree_map(jnp.subtract, st1.u, exact(st1))
@@ -155,7 +152,7 @@ def test_normalization_uses_the_global_norm_of_a_pytree():
                         x0={"u": jnp.zeros(1), "v": jnp.zeros(2)}, y0=p.y0, name="tree")
     s = make_solver("n2sba", eta=0.25)
     st = s.start(tp, jax.random.key(0))
-    st1 = jax.jit(s.step)(tp, st, jax.random.key(1))
+    st1 = jax.jit(s.program()[1])(tp, st, jax.random.key(1))
     moved = np.sqrt(sum(float(jnp.sum((st1.x[k] - st.x[k]) ** 2)) for k in ("u", "v")))
     assert moved == pytest.approx(0.25, rel=1e-5)
     assert all(float(jnp.abs(st1.x[k]).max()) > 0 for k in ("u", "v"))

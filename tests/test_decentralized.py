@@ -107,27 +107,29 @@ def test_edge_coloring_is_proper_covers_each_edge_once_with_at_most_delta_plus_o
 @pytest.mark.parametrize("net, true_edges", [("ring:5", 5), ("star:8", 7),
                                              ("erdos-renyi:16", None)])
 def test_bytes_and_rounds_count_only_real_edges(net, true_edges):
-    """The simulated count (``payload_bytes``, the rows' ``bytes_sent`` per step) and the
+    """The simulated count (the rows' ``bytes_sent`` per step) and the
     distributed jaxpr counter agree with the graph's true edge count: the (k, k) self-sends
     that pad a matching are not traffic (they made ring:5 336 and 360 B/agent, not 240)."""
-    from htbo.decentralized import decentralized_spec, distributed as dist
-    from htbo.decentralized.simulate import payload_bytes
+    from htbo.decentralized import distributed as dist, make_dec_solver, make_network_problem
+    from htbo.decentralized.simulate import mixer_for, network_setup
     W = parse_network(net)
     m = len(W)
     E = (np.count_nonzero(W) - m) // 2
     assert true_edges is None or E == true_edges
-    spec = decentralized_spec(m, "quadratic", "dnsvrb", noise=None, network=net)
-    mix, solver, prob = spec["mix"], spec["solver"], spec["problem"]
+    mix, solver = mixer_for(W), make_dec_solver("dnsvrb")
+    prob = make_network_problem("quadratic", m)
     assert mix.edges == E and mix.rounds <= max_degree(W) + 1
     # one step mixes w = (x, y, z) and the tracker s: 2 × 15 float32 = 120 bytes per message,
     # one message each way along every edge
     net_bytes = 2 * E * 120
-    assert payload_bytes(solver, prob, mix) == pytest.approx(net_bytes / m)
     comm = dist.count_communication(solver, prob, mix, m)
+    # the rows' bytes_sent per step (per agent), and the state size it must equal
+    counters = network_setup(prob, solver, W)[1]["counters"]
+    assert counters["bytes_sent"] == pytest.approx(net_bytes / m)
     assert comm["bytes"] == net_bytes
     # the 6 leaves of (w, s) travel packed: one ppermute per edge colour, not 6
     assert comm["rounds"] == mix.rounds
-    # rows: bytes_sent = steps × payload_bytes, checked on ring:5 in the NumPy recursion test
+    # rows: bytes_sent = steps × this, checked on ring:5 in the NumPy recursion test
 
 
 def _quadratic_grads(p):

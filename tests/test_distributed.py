@@ -1,6 +1,9 @@
 """Real multi-process runs on localhost (one process per agent, gloo collectives).
 
-Slow-ish by nature (process start + jax.distributed handshake): four launches in total.
+Slow-ish by nature (process start + jax.distributed handshake): a handful of launches. The
+gossip method below is a user solver and problem given to ``htbo launch`` as
+``module:Class`` / ``module:function``, so its iterates can be checked against a dense NumPy
+recursion; D-NSVRB is checked against the simulated mode step by step.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,22 +22,44 @@ import numpy as np
 import pytest
 
 from htbo.decentralized import distributed as dist
-from htbo.decentralized.launch import AgentFailed, launch, last_step
 from htbo.problems.base import BilevelProblem
+from htbo.solvers.base import Solver, family, numeric
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
 ETA, SIGMA, D = 0.3, 0.1, 3
+ENV = {"PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)])}
 
 
 # -- a tiny decentralized method written for ONE agent (gossip + noisy local gradient) ------
-class _Dec(NamedTuple):
-    name: str
-    init: object
-    step: object
-    sfo_per_step: int
-    comm_per_step: int
-    params: object
+class GossipState(NamedTuple):
+    x: Any
+    y: Any
+    hp: Any
+
+
+@family
+class Gossip(Solver):
+    """x ← Σ_j W_ij x_j − η (x − b_i + σ N): a user solver (not registered)."""
+
+    kind = "decentralized"
+    comm_per_step = 1
+    base_name = "gossip"
+    sfo_per_step = 1
+    eta: float = numeric(ETA)
+    sigma: float = numeric(SIGMA)
+
+    def init(self, p, x0, y0, key, hp):
+        return GossipState(x0, y0, hp)
+
+    def step(self, p, st, key, mix):
+        k = jax.random.fold_in(key, jax.lax.axis_index("agents"))
+        noise = st.hp["sigma"] * jax.random.normal(k, st.x.shape)
+        x = mix(st.x) - st.hp["eta"] * (st.x - p.data_f[0] + noise)
+        return GossipState(x, st.y, st.hp)
+
+    def params(self, st):
+        return st.x, st.y
 
 
 def ring_w(m):
@@ -45,49 +70,21 @@ def ring_w(m):
     return W
 
 
-def ring_mix(m):
-    """Σ_j W_ij x_j on a ring via two ppermutes (W of :func:`ring_w`)."""
-    right = [(i, (i + 1) % m) for i in range(m)]
-    left = [(i, (i - 1) % m) for i in range(m)]
-
-    def mix(x):
-        return jax.tree_util.tree_map(
-            lambda a: (a + jax.lax.ppermute(a, "agents", right)
-                       + jax.lax.ppermute(a, "agents", left)) / 3.0, x)
-    return mix
-
-
 def _targets(m, d=D):
     return np.arange(m * d, dtype=np.float32).reshape(m, d) / (m * d)
 
 
-def gossip_solver():
-    def init(p, x0, y0, key, hp):
-        return dict(x=x0, y=y0)
-
-    def step(p, st, key, mix):
-        k = jax.random.fold_in(key, jax.lax.axis_index("agents"))
-        noise = SIGMA * jax.random.normal(k, st["x"].shape)
-        x = mix(st["x"]) - ETA * (st["x"] - p.data_f + noise)
-        return dict(x=x, y=st["y"])
-
-    return _Dec("gossip", init, step, 1, 1, lambda st: (st["x"], st["y"]))
-
-
-def gossip_spec(agents, problem, solver, noise=None, network="ring", hp=None, seed=0):
-    """Spec factory used by the agent processes (``--factory test_distributed:gossip_spec``);
-    ``hp={"dim": d}`` sets the dimension (default D; the benchmark uses larger ones)."""
-    m, d = agents, int((hp or {}).get("dim", D))
-    b = _targets(m, d)
-    prob = BilevelProblem(f=lambda x, y, d: 0.5 * jnp.sum((x - d) ** 2),
+def gossip_problem(m: int = 4, dim: int = D):
+    """The network problem: f_i = ½‖x − b_i‖² (one sample b_i per agent), g = ½‖y − x‖², so
+    φ(x) = mean_i ½‖x − b_i‖², ∇φ(x) = x − b̄ and y*(x) = x."""
+    b = _targets(m, dim)
+    bbar = jnp.asarray(b.mean(0))
+    return BilevelProblem(f=lambda x, y, d: 0.5 * jnp.sum((x - d[0]) ** 2),
                           g=lambda x, y, d: 0.5 * jnp.sum((y - x) ** 2),
-                          x0=np.ones((m, d), np.float32), y0=np.zeros((m, d), np.float32),
-                          data_f=b, name="gossip-quadratic")
-
-    def evaluate(p, xs, ys):
-        return dict(grad_norm=float(np.linalg.norm(np.mean(xs, 0) - b.mean(0))))
-
-    return dict(problem=prob, solver=gossip_solver(), mix=ring_mix(m), evaluate=evaluate)
+                          x0=np.ones((m, dim), np.float32), y0=np.zeros((m, dim), np.float32),
+                          data_f=b[:, None], name="gossip-quadratic", y_star=lambda x: x,
+                          phi=lambda x: 0.5 * jnp.mean(jnp.sum((x - jnp.asarray(b)) ** 2, 1)),
+                          grad_phi=lambda x: x - bbar)
 
 
 def dense_reference(m, steps, seed):
@@ -105,12 +102,11 @@ def dense_reference(m, steps, seed):
     return out
 
 
-def _launch(tmp, m, steps, extra=(), timeout=90.0):
-    args = ["--factory", "test_distributed:gossip_spec", "--problem", "gossip",
-            "--solver", "gossip", "--network", f"ring:{m}", "--steps", str(steps),
-            "--n-evals", str(steps), "--seeds", "5-5", *extra]
-    env = {"PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)])}
-    return launch(m, args, tmp, timeout_s=timeout, heartbeat_s=5, env=env, quiet=True)
+def _gossip_argv(out, m, steps, *extra, seeds="5"):
+    return ["launch", "--problem", "test_distributed:gossip_problem",
+            "--solver", "test_distributed:Gossip", "--network", f"ring:{m}", "--steps",
+            str(steps), "--n-evals", str(steps), "--seeds", seeds, "--noise", "none",
+            "--heartbeat", "5", "--timeout", "90", "--no-progress", "--out", str(out), *extra]
 
 
 # -- tests ---------------------------------------------------------------------------------------
@@ -129,47 +125,50 @@ def test_config_from_env_validates():
 
 
 def test_distributed_matches_simulated_and_dense_reference(tmp_path, monkeypatch, capsys):
-    """Through the CLI (``htbo launch``): iterates, rows, progress lines and output files."""
-    from htbo.decentralized.cli import main
-    m, steps = 4, 50
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SRC), str(TESTS)]))
-    out = tmp_path
-    assert main(["launch", "--factory", "test_distributed:gossip_spec", "--problem", "gossip",
-                 "--solver", "gossip", "--network", f"ring:{m}", "--steps", str(steps),
-                 "--n-evals", str(steps), "--seeds", "5-5", "--noise", "none",
-                 "--save-iterates", "--heartbeat", "5", "--timeout", "90",
-                 "--out", str(out)]) == 0
+    """Through the CLI (``htbo launch``) with a user solver and problem: iterates, rows and
+    output files; the launcher's progress lines relay agent 0's."""
+    from htbo.cli import main
+    from htbo.decentralized.simulate import NetworkSolver, mixer_for
+    m, steps = 4, 30
+    monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
+    out = tmp_path / "gossip"
+    argv = _gossip_argv(out, m, steps, "--save-iterates", seeds="0,3")
+    argv.remove("--no-progress")
+    assert main(argv) == 0
     cap = capsys.readouterr()
     progress = [ln for ln in cap.err.splitlines() if ln.startswith("[htbo launch] step")]
-    assert len(progress) == steps and progress[-1].startswith(
-        f"[htbo launch] step {steps}/{steps} seed 5 (1/1): grad_norm"), cap.err
-    assert "| gossip | 1 | 50 |" in (out / "summary.md").read_text() and "| gossip |" in cap.out
-    meta = [json.loads(s) for s in (out / "runs.jsonl").read_text().splitlines()]
-    assert len(meta) == 1 and meta[0]["mode"] == "distributed" and meta[0]["agents"] == m
-    assert meta[0]["network"] == f"ring:{m}" and meta[0]["seeds"] == [5]
-    assert meta[0]["noise"] == "none" and meta[0]["compile_s"] > 0 and meta[0]["run_s"] > 0
+    assert len(progress) == 2 * (steps + 1) and progress[-1].startswith(
+        f"[htbo launch] step {steps}/{steps} seed 3 (2/2): grad_norm"), cap.err
+    assert "| test_distributed:Gossip | 2 | 30 |" in (out / "summary.md").read_text()
+    recs = [json.loads(s) for s in (out / "runs.jsonl").read_text().splitlines()]
+    fin = [r for r in recs if r["status"] == "finished"]
+    assert len(fin) == 1 and fin[0]["mode"] == "distributed" and fin[0]["agents"] == m
+    assert fin[0]["network"] == f"ring:{m}" and fin[0]["seeds"] == [0, 3]
+    assert fin[0]["noise"] == "none" and fin[0]["compile_s"] > 0 and fin[0]["run_s"] > 0
     assert (out / "plot.png").stat().st_size > 10_000
     its = np.load(out / "iterates.npz")
-    ref = dense_reference(m, steps, seed=5)
-    # simulated mode: vmap of the same per-agent chunk with axis_name="agents"
-    spec = gossip_spec(m, "gossip", "gossip")
-    one = dist.agent_chunk(spec["solver"], spec["mix"], 1)
-    sim = jax.jit(jax.vmap(one, in_axes=(0, 0, None), out_axes=(0, None),
-                           axis_name="agents"))
-    prob = spec["problem"]
-    st = dict(x=jnp.asarray(prob.x0), y=jnp.asarray(prob.y0))
-    key = jax.random.key_data(jax.random.split(jax.random.key(5))[1])
-    for t in range(1, steps + 1):
-        st, key = sim(prob, st, key)
-        got = its[f"seed5_step{t}_leaf0"]
-        np.testing.assert_allclose(got, np.asarray(st["x"]), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(got, ref[t - 1], rtol=1e-4, atol=1e-5)
+    prob = gossip_problem(m)
+    W = ring_w(m)
+    solver = NetworkSolver(Gossip(), mixer_for(W))
+    init, step, _ = solver.program()
+    for seed in (0, 3):
+        ref = dense_reference(m, steps, seed=seed)
+        ikey, key = jax.random.split(jax.random.key(seed))  # as the run loop does
+        st = jax.jit(init)(prob, prob.x0, prob.y0, ikey, solver.hp)
+        for t in range(1, steps + 1):
+            key, sub = jax.random.split(key)
+            st = jax.jit(step)(prob, st, sub)
+            got = its[f"seed{seed}_step{t}_leaf0"]
+            np.testing.assert_allclose(got, np.asarray(st.x), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(got, ref[t - 1], rtol=1e-4, atol=1e-5)
     rows = [json.loads(s) for s in (out / "history.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == list(range(steps + 1))
-    last = rows[-1]
-    assert last["sfo"] == steps and last["comm_rounds"] == steps and last["agents"] == m
-    assert last["bytes_sent"] == steps * 2 * D * 4  # per agent: 2 ppermutes of D float32
-    xs = ref[-1]
+    assert sorted({r["step"] for r in rows}) == list(range(steps + 1))
+    last = [r for r in rows if r["step"] == steps and r["seed"] == 0][0]
+    # per step: one mixing call = 2 exchanges (the 2 edge colours of ring:4); per agent 2
+    # messages of D float32 (one to each neighbour)
+    assert last["sfo"] == steps and last["comm_rounds"] == 2 * steps and last["agents"] == m
+    assert last["bytes_sent"] == steps * 2 * D * 4
+    xs = dense_reference(m, steps, seed=0)[-1]
     assert last["consensus"] == pytest.approx(np.mean(np.sum((xs - xs.mean(0)) ** 2, 1)),
                                               rel=1e-3)
     assert last["grad_norm"] == pytest.approx(
@@ -177,19 +176,19 @@ def test_distributed_matches_simulated_and_dense_reference(tmp_path, monkeypatch
     assert last["time_s"] > 0
 
 
-def test_dead_agent_stops_run_with_clear_error(tmp_path):
-    m, t0 = 3, time.monotonic()
-    with pytest.raises(AgentFailed) as err:
-        _launch(tmp_path, m, 200, ["--fail-agent", "1", "--fail-at-step", "20"], timeout=60)
+def test_dead_agent_stops_run_with_clear_error(tmp_path, monkeypatch, capsys):
+    from htbo.cli import main
+    monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
+    t0 = time.monotonic()
+    rc = main(_gossip_argv(tmp_path, 3, 200, "--fail-agent", "1", "--fail-at-step", "20"))
     elapsed = time.monotonic() - t0
-    e = err.value
-    assert e.agent == 1 and e.code == 3 and e.step == 20
-    msg = str(e)
-    assert "\n" not in msg and "agent 1 of 3" in msg and "code 3" in msg and "step 20" in msg
-    assert str(tmp_path / "logs" / "agent-1.log") in msg
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1
+    assert "agent 1 of 3" in err and "code 3" in err and "step 20" in err, err
+    assert str(tmp_path / "logs" / "agent-1.log") in err
     assert elapsed < 45, f"took {elapsed:.1f}s to report the dead agent"
-    # the surviving agents were stopped before finishing the 200 steps
-    for k in (0, 2):
+    from htbo.decentralized.launch import last_step
+    for k in (0, 2):  # the surviving agents were stopped before finishing the 200 steps
         assert "done" not in (tmp_path / "logs" / f"agent-{k}.log").read_text()
         assert (last_step(tmp_path / "logs" / f"agent-{k}.log") or 0) < 200
 
@@ -231,7 +230,7 @@ def test_launch_has_run_s_defaults_and_the_agent_worker_is_hidden():
     run = parser.parse_args(["run"])
     for k in ("seeds", "steps", "budget", "n_evals", "out"):
         assert getattr(args, k) == getattr(run, k), k
-    # both leave --noise unset: the problem's documented noise, else DEFAULT_NOISE
+    # both leave --noise unset: the problem's documented noise, else the library default
     assert args.noise is None and run.noise is None
     with pytest.raises(SystemExit) as e:  # the worker the launcher starts still parses
         main(["agent", "--help"])
@@ -246,26 +245,32 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _start_long_launch(tmp_path, m=2):
+    from htbo.decentralized.launch import last_step
+    env = dict(os.environ, **ENV)
+    argv = _gossip_argv(tmp_path / "run", m, 10**8)
+    argv[argv.index("--n-evals") + 1] = str(10**5)
+    argv[argv.index("--timeout") + 1] = "600"
+    logs = [tmp_path / "run" / "logs" / f"agent-{k}.log" for k in range(m)]
+    err = open(tmp_path / "stderr", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "htbo.cli", *argv], stdout=subprocess.DEVNULL,
+                            stderr=err, env=env)
+    deadline = time.monotonic() + 90
+    while not all(log.exists() and last_step(log) for log in logs):  # agents are computing
+        assert proc.poll() is None and time.monotonic() < deadline, \
+            (tmp_path / "stderr").read_text()
+        time.sleep(0.1)
+    pids = [int(log.read_text().split(" pid ", 1)[1].split(":", 1)[0]) for log in logs]
+    assert all(_alive(p) for p in pids)
+    return proc, pids, err
+
+
 def test_sigterm_to_launch_stops_every_agent(tmp_path):
     """SIGTERM to ``htbo launch`` while 2 agents compute: the launcher stops them (the agents
     end on SIGTERM itself, no SIGKILL escalation) and exits 143 with one line; no agent
-    process remains. Agents used to catch SIGTERM (JAX's preemption notifier) and run on."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]))
-    cmd = [sys.executable, "-m", "htbo.cli", "launch", "--factory", "test_distributed:gossip_spec",
-           "--network", "ring:2", "--steps", str(10**8), "--n-evals", str(10**5), "--seeds", "1",
-           "--noise", "none", "--heartbeat", "5", "--out", str(tmp_path)]
-    logs = [tmp_path / "logs" / f"agent-{k}.log" for k in range(2)]
-    with open(tmp_path / "stderr", "w") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
-    pids = []
+    process remains."""
+    proc, pids, errf = _start_long_launch(tmp_path)
     try:
-        deadline = time.monotonic() + 90
-        while not all(last_step(log) for log in logs):  # both agents are computing
-            assert proc.poll() is None and time.monotonic() < deadline, \
-                (tmp_path / "stderr").read_text()
-            time.sleep(0.1)
-        pids = [int(log.read_text().split(" pid ", 1)[1].split(":", 1)[0]) for log in logs]
-        assert all(_alive(p) for p in pids)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=30)
@@ -277,6 +282,7 @@ def test_sigterm_to_launch_stops_every_agent(tmp_path):
         assert not any(_alive(p) for p in pids), pids
         assert elapsed < 10, f"{elapsed:.1f} s from SIGTERM to exit"
     finally:  # never leave our processes behind, whatever failed above
+        errf.close()
         for p in [proc.pid] + pids:
             if _alive(p):
                 os.kill(p, signal.SIGKILL)
@@ -284,10 +290,11 @@ def test_sigterm_to_launch_stops_every_agent(tmp_path):
 
 
 def test_count_communication_reads_collectives_off_the_step():
+    from htbo.decentralized.simulate import mixer_for
     m = 5
-    spec = gossip_spec(m, "g", "g")
-    assert dist.count_communication(spec["solver"], spec["problem"], spec["mix"], m) == \
-        dict(rounds=2, bytes=2 * m * D * 4)
+    prob, solver, mix = gossip_problem(m), Gossip(), mixer_for(ring_w(m))
+    assert dist.count_communication(solver, prob, mix, m) == \
+        dict(rounds=mix.rounds, bytes=2 * m * D * 4)
     W = jnp.asarray(ring_w(m), jnp.float32)
 
     def dense_mix(x):  # all_gather + a row of W, inside a 3-step scan: 3 rounds
@@ -295,72 +302,86 @@ def test_count_communication_reads_collectives_off_the_step():
             row = W[jax.lax.axis_index("agents")]
             return row @ jax.lax.all_gather(a, "agents"), None
         return jax.lax.scan(once, x, None, length=3)[0]
-    assert dist.count_communication(spec["solver"], spec["problem"], dense_mix, m) == \
+    assert dist.count_communication(solver, prob, dense_mix, m) == \
         dict(rounds=3, bytes=3 * D * 4 * m * (m - 1))
 
     def bad_mix(x):
         return jax.lax.psum(x, "agents") / m
     with pytest.raises(ValueError, match="psum"):
-        dist.count_communication(spec["solver"], spec["problem"], bad_mix, m)
+        dist.count_communication(solver, prob, bad_mix, m)
 
 
-def test_dnsvrb_distributed_equals_simulated_step_by_step(tmp_path):
-    """The real method (D-NSVRB, STORM + tracking + normalization) on the heterogeneous
-    decentralized quadratic with α-stable noise: 4 processes on localhost vs the simulated
-    mode (vmap over stacked agents), compared at every one of 50 steps."""
-    from htbo.decentralized import decentralized_spec
-    from htbo.decentralized.simulate import as_network_solver
-    m, steps, seed = 4, 50, 7
-    args = ["--problem", "quadratic", "--solver", "dnsvrb", "--network", f"ring:{m}",
-            "--noise", "stable:1.5", "--steps", str(steps), "--n-evals", str(steps),
-            "--seeds", f"{seed}-{seed}", "--hp", "beta=0.5", "--save-iterates"]
-    out = launch(m, args, tmp_path, timeout_s=150, heartbeat_s=5,
-                 env={"PYTHONPATH": str(SRC)}, quiet=True)
-    its = np.load(out / "iterates.npz")
-    spec = decentralized_spec(m, "quadratic", "dnsvrb", noise="stable:1.5",
-                              network=f"ring:{m}", hp={"beta": 0.5})
-    solver = as_network_solver(spec["solver"], spec["mix"])
-    prob = spec["problem"]
-    ikey, key = jax.random.split(jax.random.key(seed))  # as htbo.run and the agents do
-    state = jax.jit(solver.init)(prob, prob.x0, prob.y0, ikey, solver.hp)
-    step = jax.jit(solver.step)
+def test_dnsvrb_distributed_equals_simulated_and_a_killed_launch_resumes_identically(
+        tmp_path, monkeypatch, capsys):
+    """The real method (D-NSVRB: STORM + tracking + normalization) on the heterogeneous
+    decentralized quadratic with α-stable noise: 4 processes vs the simulated mode, compared
+    at every one of 40 steps; then a launch killed (injected agent failure after step 20)
+    and resumed with ``htbo launch --resume`` ends with the same history rows as the
+    uninterrupted one."""
+    from htbo.cli import main
+    from htbo.decentralized import make_dec_solver, make_network_problem, parse_network
+    from htbo.decentralized.simulate import NetworkSolver, mixer_for
+    m, steps, seed = 4, 40, 7
+    monkeypatch.setenv("PYTHONPATH", str(SRC))
+    base = ["launch", "--problem", "quadratic", "--solver", "dnsvrb", "--network", f"ring:{m}",
+            "--noise", "stable:1.5", "--steps", str(steps), "--n-evals", "4", "--seeds",
+            f"{seed}-{seed}", "--hp", "beta=0.5", "--heartbeat", "5", "--timeout", "150",
+            "--no-progress"]
+    full = tmp_path / "full"
+    assert main([*base, "--save-iterates", "--out", str(full)]) == 0
+    its = np.load(full / "iterates.npz")
+    dec = make_dec_solver("dnsvrb", beta=0.5)
+    prob = make_network_problem("quadratic", m, noise="stable:1.5")
+    mix = mixer_for(parse_network(f"ring:{m}"))
+    solver = NetworkSolver(dec, mix)
+    init, step, _ = solver.program()
+    keys = jax.random.split(jax.random.key(seed))  # as the run loop does
+    state = jax.jit(init)(prob, prob.x0, prob.y0, keys[0], solver.hp)
+    key = keys[1]
     for t in range(1, steps + 1):
         key, sub = jax.random.split(key)
-        state = step(prob, state, sub)
-        np.testing.assert_allclose(its[f"seed{seed}_step{t}_leaf0"],
-                                   np.asarray(state.w["x"]), rtol=1e-4, atol=1e-5)
-    rows = [json.loads(s) for s in (out / "history.jsonl").read_text().splitlines()]
-    assert rows[-1]["sfo"] == steps * spec["solver"].sfo_per_step
-    # communication columns agree with the simulated mode's accounting
-    from htbo.decentralized.simulate import payload_bytes
-    assert rows[-1]["comm_rounds"] == steps * spec["mix"].rounds
-    assert rows[-1]["bytes_sent"] == pytest.approx(
-        steps * payload_bytes(spec["solver"], prob, spec["mix"]))
+        state = jax.jit(step)(prob, state, sub)
+        if t % 10 == 0:
+            np.testing.assert_allclose(its[f"seed{seed}_step{t}_leaf0"],
+                                       np.asarray(state.w["x"]), rtol=1e-4, atol=1e-5)
+    rows = [json.loads(s) for s in (full / "history.jsonl").read_text().splitlines()]
+    assert rows[-1]["sfo"] == steps * dec.sfo_per_step
+    assert rows[-1]["comm_rounds"] == steps * mix.rounds
+    # per agent: (w, s) = 2 × (x, y, z) = 2 × 15 float32 each way along its 2 ring edges
+    assert rows[-1]["bytes_sent"] == pytest.approx(steps * 2 * 2 * 15 * 4)
     assert np.isfinite(rows[-1]["grad_norm"]) and rows[-1]["consensus"] >= 0
+    # killed after the evaluation at step 20, then resumed
+    cut = tmp_path / "cut"
+    assert main([*base, "--fail-agent", "2", "--fail-at-step", "20", "--out", str(cut)]) == 1
+    assert main(["launch", "--resume", str(cut), "--no-progress", "--heartbeat", "5"]) == 0
+    capsys.readouterr()
+    again = [json.loads(s) for s in (cut / "history.jsonl").read_text().splitlines()]
+    key_of = lambda r: (r["step"], r["seed"])  # noqa: E731
+    assert sorted(map(key_of, again)) == sorted(map(key_of, rows))
+    for a, b in zip(sorted(rows, key=key_of), sorted(again, key=key_of)):
+        assert a["grad_norm"] == b["grad_norm"] and a["consensus"] == b["consensus"], (a, b)
 
 
-def test_distributed_runner_compiles_one_chunk_program_for_uneven_chunks():
+def test_distributed_executor_compiles_one_chunk_program_for_uneven_chunks():
     """In this process (one device = one agent, no jax.distributed): n_evals=4 over 10 steps
-    gives chunks of 2, 3, 3, 2 steps. The chunk length is traced, so the run compiles as
-    many XLA programs as a run with a single chunk (counted here by our own jax.monitoring
-    listener), reports ``chunk_compiles == 1``, and its iterates are the dense recursion's."""
-    spec = gossip_spec(1, "gossip", "gossip")
-    counts = []
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda e, d, **kw: counts.append(e) if e.endswith("backend_compile_duration") else None)
+    gives chunks of 2, 3, 3, 2 steps. The chunk length is traced, so the run compiles one
+    chunk program (``chunk_compiles == 1``, counted by a jax.monitoring listener) and its
+    iterates are the dense recursion's."""
+    from htbo.decentralized.simulate import mixer_for
+    prob, mix = gossip_problem(1), mixer_for(np.ones((1, 1)))
+    seen = []
 
     def run(n_evals):
-        before = len(counts)
-        res = dist.run_distributed(spec["problem"], spec["solver"], spec["mix"], steps=10,
-                                   seeds=[5], n_evals=n_evals, evaluate=spec["evaluate"],
-                                   keep_iterates=True)
-        return res, len(counts) - before
-    run(1)  # warm the programs shared by every run (gather, ...)
-    one, n_one = run(1)
-    uneven, n_uneven = run(4)
-    assert [s for s, _ in uneven["iterates"][5]] == [0, 2, 5, 8, 10]
-    assert n_uneven == n_one and one["chunk_compiles"] == uneven["chunk_compiles"] == 1
-    assert uneven["compile_s"] > 0
+        seen.clear()
+        res, ex = dist.run_distributed(
+            prob, Gossip(), mix, steps=10, seeds=[5], n_evals=n_evals,
+            on_emit=lambda step, st, rows: seen.append((step, np.asarray(
+                dist.gather(st.x))[:, 0])))
+        return res, ex
+    one, ex1 = run(1)
+    uneven, ex4 = run(4)
+    assert [s for s, _ in seen] == [0, 2, 5, 8, 10]
+    assert ex1.chunk_compiles == ex4.chunk_compiles == 1 and uneven.compile_s > 0
     ref = dense_reference(1, 10, seed=5)
-    for step, xs in uneven["iterates"][5][1:]:
+    for step, xs in seen[1:]:
         np.testing.assert_allclose(xs, ref[step - 1], rtol=1e-5, atol=1e-6)

@@ -186,13 +186,13 @@ def test_quadratic_data_defaults_are_stable_for_every_bilevel_solver():
     from htbo.solvers import SOLVERS, make_solver
     p = quadratic_data()
     start = float(np.linalg.norm(p.grad_phi(p.x0)))
-    for name in sorted(SOLVERS):
+    for name in SOLVERS.names():
         s = make_solver(name, problem=p)
-        if s.problem_kind != "bilevel":
+        if s.kind != "bilevel":
             continue
         res = htbo.run(p, s, steps=htbo.steps_for_budget(s, 10_000), seeds=[0], n_evals=1,
                        on_nonfinite="continue")
         assert not res.diverged, name
         assert res.final()[0] < 1.05 * start, (name, res.final()[0], start)
-        assert s.hparams.get("alpha", s.hparams.get("rho")) == p.info["solver_defaults"]["*"][
+        assert s.hparams.get("alpha", s.hparams.get("rho")) == p.solver_defaults["*"][
             "alpha"] and s.hparams.get("batch", s.hparams.get("batch_in")) == 32, name

@@ -201,7 +201,7 @@ def test_mlp_lower_level_runs_vmapped_over_seeds():
     assert float(jnp.std(p.y0["w1"])) > 0.05  # a random (not zero) initialization ...
     np.testing.assert_array_equal(p.y0["w1"], hypercleaning("digits", **kw).y0["w1"])
     assert not np.array_equal(p.y0["w1"], q.y0["w1"])  # ... fixed by init_seed
-    assert p.info["hypergradient"] is False
+    assert p.hypergradient is False
     solver = n2sba(eta=1.0, lam=10.0, alpha=0.05, tau=0.05, inner_steps=2, batch_in=8,
                    batch_out=16, shared_samples=True)
     res = htbo.run(p, solver, steps=4, seeds=[0, 1], n_evals=1)
@@ -223,7 +223,7 @@ def test_n2sba_cleans_digits():
     solver = n2sba(eta=3.0, lam=10.0, alpha=0.1, tau=0.1, inner_steps=5, batch_in=32,
                    batch_out=64, shared_samples=True)
     # user metrics only (skips the evaluation-only L-BFGS + CG, which only costs time here)
-    quick = p.replace(info={**p.info, "hypergradient": False})
+    quick = p.replace(hypergradient=False)
     res = htbo.run(quick, solver, steps=150, seeds=[0, 1, 2], n_evals=1)
     start = [r for r in res.rows if r["step"] == 0][0]
     assert start["f1"] == pytest.approx(2 / 3) and start["weight_clean"] == pytest.approx(

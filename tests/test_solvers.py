@@ -1,91 +1,105 @@
-"""Every solver converges without noise; oracle accounting matches an independent count;
-bad hyperparameters are rejected."""
+"""Every registered solver converges without noise (at the settings it declares with its
+registration); the declarations derive hyperparameters, validation and compile keys; bad
+hyperparameters are rejected with one line."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import htbo
-from htbo.problems import quadratic, quadratic_data
-from htbo.schedules import exponential, linear_growth
-from htbo.solvers import make_solver
-
-# Noise-free settings on quadratic(dim_x=5, dim_y=5, κ=2) in float64 (start ‖∇φ‖ = 17.9).
-# Penalty methods: the hypergradient bias is ≈ 18/λ here, so λ = 1e5 (fixed, or grown
-# linearly from 10 to 1e5 for F2SA) puts the floor at 1.8e-4; inner loops K = 10 with step 0.3.
-# N²SBA's normalized step needs a decaying step size to settle: η_t = 0.5·0.998^t.
-# StocBiO: 40 Neumann terms with γ = 0.4 ≤ 1/ℓ (truncation error 0.6^40).
-_INNER = dict(alpha=0.3, tau=0.3, inner_steps=10)
-SETTINGS = {
-    "n2sba": (dict(eta=exponential(0.5, 0.998), lam=1e5, **_INNER), 6000),
-    "f2ba": (dict(eta=0.1, lam=1e5, **_INNER), 2000),
-    "f2sa": (dict(eta=0.1, lam=linear_growth(10.0, 100.0, 1e5), **_INNER), 2000),
-    "clipped-f2sa": (dict(eta=0.1, lam=linear_growth(10.0, 100.0, 1e5), clip=1.0, **_INNER),
-                     2000),
-    "soba": (dict(eta=0.1, rho=0.3), 2000),
-    "clipped-soba": (dict(eta=0.1, rho=0.3, clip=1.0), 2000),
-    "stocbio": (dict(eta=0.1, alpha=0.3, inner_steps=10, neumann_terms=40, neumann_lr=0.4),
-                2000),
-}
+from htbo.problems import minimax_quadratic, quadratic
+from htbo.schedules import linear_growth
+from htbo.solvers import SOLVERS, make_solver, solver_class
 
 
-@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_every_registered_solver_declares_its_test_settings():
+    for name in SOLVERS.names():
+        tests = SOLVERS.meta(name).get("tests", {})
+        assert {"noise_free", "small"} <= set(tests), name
+
+
+# Noise-free problems in float64: bilevel quadratic(5, 5, κ = 2) (start ‖∇φ‖ = 17.9) and
+# minimax_quadratic(5, 5, κ = 2) (start ‖∇Φ‖ = 5.3). Each solver's settings are declared with
+# it (penalty methods: λ = 1e5, so the bias floor ≈ 18/λ is 1.8e-4).
+@pytest.mark.parametrize("name", SOLVERS.names())
 def test_noise_free_convergence(name):
-    hp, steps = SETTINGS[name]
+    hp, steps = SOLVERS.meta(name)["tests"]["noise_free"]
+    s = make_solver(name, **hp)
     with jax.enable_x64(True):
-        p = quadratic(dim_x=5, dim_y=5, kappa=2.0, dtype=jnp.float64)
-        res = htbo.run(p, make_solver(name, **hp), steps=steps, seeds=[0], n_evals=2)
-    assert res.rows[0]["grad_norm"] > 10
+        p = (minimax_quadratic(dim_x=5, dim_y=5, kappa=2.0, dtype=jnp.float64)
+             if s.kind == "minimax" else quadratic(dim_x=5, dim_y=5, kappa=2.0,
+                                                   dtype=jnp.float64))
+        res = htbo.run(p, s, steps=steps, seeds=[0], n_evals=2)
+    assert res.rows[0]["grad_norm"] > 5
     assert res.final("grad_norm")[0] < 1e-3, res.rows
     assert res.final("y_err")[0] < 1e-3
 
 
-def _counting_problem(counter):
-    """quadratic_data whose f and g report every evaluation's batch size at run time."""
-    p = quadratic_data(n_inner=50, n_outer=40, dim_x=3, dim_y=4)
+def test_declarations_derive_hp_structure_and_axes():
+    s = make_solver("n2sba", eta=0.1, lam=3.0, momentum=0.9, batch_out=16)
+    # numeric values are data (schedules for step sizes), structure is the compile key
+    assert set(s.hp) == {"eta", "lam", "alpha", "tau", "momentum"}
+    assert float(s.hp["eta"](0)) == pytest.approx(0.1) and s.hp["momentum"] == 0.9
+    same = make_solver("n2sba", eta=0.3, lam=30.0, momentum=0.5, batch_out=16)
+    assert s.program() == same.program()          # numbers differ only: one program
+    assert s.program() != make_solver("n2sba", eta=0.1, batch_out=8).program()
+    # momentum = 0 switches the momentum buffer off: another structure, no hp entry
+    off = make_solver("n2sba", batch_out=16)
+    assert "momentum" not in off.hp and off.program() != s.program()
+    axes = solver_class(SOLVERS.get("n2sba")).axes()
+    assert axes["momentum"].high == 1 and not axes["momentum"].high_closed
+    assert axes["eta"].schedule and not axes["momentum"].schedule
+    assert "batch_out" not in axes  # structural: not a numeric search axis
 
-    def counted(fn):
-        def wrapped(x, y, batch):
-            n = batch["u"].shape[0]
-            jax.debug.callback(lambda: counter.append(n))
-            return fn(x, y, batch)
-        return wrapped
-    return p.replace(f=counted(p.f), g=counted(p.g))
+
+def test_the_compiled_step_cannot_read_numeric_values_from_the_solver():
+    """The functions the runner compiles belong to a canonical instance whose numeric fields
+    raise: a step that read ``self.eta`` instead of ``state.hp`` would be silently wrong for
+    every other point of a grid."""
+    s = make_solver("soba", eta=0.2)
+    _, _, params = s.program()
+    canonical = params.__self__
+    assert canonical.batch == s.batch
+    with pytest.raises(TypeError, match="read it from state.hp"):
+        canonical.eta * 2.0
 
 
-@pytest.mark.parametrize("name, hp", [
-    ("n2sba", dict(inner_steps=3, batch_in=2, batch_out=5)),
-    ("f2sa", dict(inner_steps=2, batch_in=3, batch_out=4, shared_samples=True)),
-    ("soba", dict(batch=6)),
-    ("stocbio", dict(inner_steps=2, neumann_terms=3, batch_in=2, batch_out=5, batch_hvp=4)),
-])
-def test_oracle_accounting_matches_an_independent_count(name, hp):
-    """Every oracle call evaluates f or g once on its minibatch, so the samples seen by f and
-    g per step equal SFO + HVP per step."""
-    counter = []
-    p = _counting_problem(counter)
-    s = make_solver(name, **hp)
-    state = s.start(p, jax.random.key(0))
-    step = jax.jit(s.step)
-    for i in range(3):
-        state = step(p, state, jax.random.key(i))
-    jax.effects_barrier()
-    assert sum(counter) == 3 * (s.sfo_per_step + s.hvp_per_step)
-    assert (s.hvp_per_step > 0) == (name in ("soba", "stocbio"))
+def test_updates_compose_clip_and_momentum():
+    """SGDA with both a clip level and momentum: the clipped gradient enters the average."""
+    s = make_solver("sgda", clip=0.5, momentum=0.5, eta=1.0)
+    assert s.name == "clipped-nsgda-m" and {"clip", "momentum"} <= set(s.hp)
+    h = {"a": jnp.array([3.0, 4.0])}       # norm 5 -> clipped to 0.5
+    rule = s.update_rule()
+    st = rule.init(h)
+    step, st = rule.update(h, st, hp=dict(s.hp), t=jnp.int32(0))
+    # m = 0.5·0 + 0.5·clip(h) = h/20; normalized and scaled by η = 1: h/5
+    np.testing.assert_allclose(step["a"], [0.6, 0.8], rtol=1e-6)
+    np.testing.assert_allclose(st[1]["a"], [0.15, 0.2], rtol=1e-6)  # the momentum buffer
 
 
 @pytest.mark.parametrize("name, hp, msg", [
-    ("n2sba", dict(eta=0.0), "eta must be a finite positive"),
+    ("n2sba", dict(eta=0.0), "n2sba: eta must be a finite positive"),
     ("n2sba", dict(lam=-1.0), "lam must be a finite positive"),
     ("n2sba", dict(eta=float("nan")), "eta must be a finite positive"),
     ("n2sba", dict(batch_out=0), "batch_out must be a positive integer"),
     ("n2sba", dict(batch_in=2.5), "batch_in must be a positive integer"),
-    ("n2sba", dict(momentum=1.0), "momentum beta"),
+    ("n2sba", dict(momentum=1.0), "momentum beta must be in \\[0, 1\\)"),
+    ("n2sba", dict(shared_samples="off"), "shared_samples must be true or false"),
     ("soba", dict(rho=-0.1), "rho must be a finite positive"),
     ("stocbio", dict(neumann_terms=0), "neumann_terms must be a positive integer"),
     ("f2sa", dict(lam=10.0, lam_max=5.0), "lam_max >= lam"),
     ("f2ba", dict(lam=linear_growth(1.0, 1.0)), "lam is fixed"),
     ("clipped-f2sa", dict(clip=0.0), "clipping threshold"),
+    ("n2sba", dict(bogus=1), "bad hyperparameters for 'n2sba'.*bogus"),
 ])
 def test_bad_hyperparameters_are_rejected(name, hp, msg):
     with pytest.raises(ValueError, match=msg):
         make_solver(name, **hp)
+
+
+def test_integral_floats_are_integers_and_records_keep_every_value():
+    s = make_solver("n2sba", batch_out=16.0, shared_samples=1)
+    assert s.batch_out == 16 and isinstance(s.batch_out, int) and s.shared_samples is True
+    assert set(s.hparams) == {f.name for f in dataclasses.fields(s)}

@@ -49,18 +49,28 @@ def _jsonable(v):
     return repr(v)
 
 
-def read_jsonl(path: str) -> list[dict]:
-    """Read a history file; a truncated last line (from a crash) is skipped."""
-    rows = []
-    with open(path, encoding="utf-8") as fh:
+def read_jsonl(path: str, warn: bool = False) -> list[dict]:
+    """Read a history file; unreadable lines (a truncated last line from a crash) are
+    skipped, with a warning on stderr when ``warn``."""
+    import sys
+    rows, skipped = [], 0
+    with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             line = line.strip()
             if not line:
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
+                skipped += 1
                 continue
+            if isinstance(row, dict):
+                rows.append(row)
+            else:
+                skipped += 1
+    if skipped and warn:
+        print(f"htbo: warning: {path}: skipped {skipped} unreadable line(s) (a truncated "
+              "last row is rewritten by --resume)", file=sys.stderr)
     return rows
 
 

@@ -1,324 +1,442 @@
-"""Jobs: a run directory's ``config.json`` spec, checked and executed.
+"""Run directories: a resolved :class:`~htbo.plan.Plan` executed into ``--out``.
 
-A *spec* is a JSON dict: ``command``, ``problem`` (a registered name or ``module:function``),
-``problem_args``, ``noise`` (``None``: the problem's documented noise), ``network``,
-``steps`` or ``budget`` (+ ``hvp_cost``), ``seeds``, ``n_evals``, ``metric`` and
-``entries`` (one per solver: ``label``, ``solver``, ``hp``, optional ``grid``).
-:func:`execute_spec` checks everything before writing (:class:`Plan`), runs each entry
-(``htbo.run``, or ``htbo.tune`` for a grid) with checkpoints, and writes the summary;
-``resume=True`` continues a killed run from its checkpoints. The CLI builds specs;
-:func:`final_iterate` reads a run's last iterate back.
+A run directory has one writer at a time (an exclusive lock taken before anything is
+written, held to the end) and holds ``config.json`` (the plan, so ``--resume DIR`` needs
+nothing else), ``runs.jsonl`` (each solver's configuration and fingerprint when it starts,
+timing and divergences when it ends), ``history.jsonl`` (one row per seed per evaluation,
+appended and flushed as produced), ``checkpoints/LABEL.npz`` (states, keys, step and the
+configuration fingerprint at the last evaluation) and, at the end, ``summary.md`` and
+``plot.png``.
+
+``resume=True`` continues each unfinished solver from its checkpoint with identical
+iterates, after checking that its configuration is the one that made the checkpoint (a
+changed one is refused, naming the first differing field). Every solver of the plan is run
+by :func:`run_entries`, also on every process of a distributed launch (process 0 writes).
 """
 from __future__ import annotations
 
-import importlib
+import hashlib
 import json
 import os
+import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-from .parsing import DEFAULT_NOISE, parse_seeds, parse_value
+from .plan import Plan, Resolved, jsonable_hp
 
-__all__ = ["execute_spec", "Plan", "make_problem_from", "default_noise", "final_iterate",
-           "jsonable_hp", "load_json"]
+__all__ = ["execute_plan", "claim_run_dir", "run_entries", "prepare_resume", "summarize",
+           "entry_config", "config_diff", "final_iterate", "read_plan", "load_json",
+           "last_records", "OUTPUT_FILES"]
 
-
-def jsonable_hp(hp: dict) -> dict:
-    """Hyperparameters as JSON values (schedules as their CLI strings)."""
-    out = {}
-    for k, v in hp.items():
-        out[k] = v if v is None or isinstance(v, (bool, int, float, str)) else repr(v)
-    return out
+OUTPUT_FILES = ("config.json", "runs.jsonl", "history.jsonl", "summary.md", "plot.png",
+                "best.json", "checkpoints", "logs", "meta.json", "iterates.npz")
 
 
-def _hp_from_json(hp: dict, schedules: bool = True) -> dict:
-    return {k: parse_value(v, schedules) if isinstance(v, str) else v
-            for k, v in (hp or {}).items()}
-
-
-def load_json(path: str, what: str) -> dict:
+def load_json(path: str, what: str):
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except FileNotFoundError:
         raise ValueError(f"{what} {path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{what} {path}: is a directory, not a JSON file") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{what} {path}: not valid JSON ({e})") from None
 
 
-def make_problem_from(name: str, noise, problem_args: dict, network: str | None = None):
-    """A registered problem, a user factory ``module:function`` returning a BilevelProblem,
-    or (with ``network``) a decentralized problem stacked over the network's agents."""
-    from .problems import PROBLEMS, BilevelProblem, make_problem, with_noise
-    if network:
-        from .decentralized import make_network_problem, parse_network
-        W = parse_network(network)
-        return make_network_problem(name, len(W), noise=noise, **problem_args), W
-    if name not in PROBLEMS and ":" in name:
-        mod, _, fn = name.partition(":")
-        try:
-            factory = getattr(importlib.import_module(mod), fn)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"--problem {name}: cannot load {fn!r} from module {mod!r} "
-                             f"({type(e).__name__}: {e})") from None
-        try:
-            problem = factory(**problem_args)
-        except TypeError as e:
-            raise ValueError(f"--problem {name}: {e}") from None
-        if not isinstance(problem, BilevelProblem):
-            raise ValueError(f"--problem {name}: the factory must return a BilevelProblem, "
-                             f"got {type(problem).__name__}")
-        return with_noise(problem, noise), None
-    return make_problem(name, noise=noise, **problem_args), None
+# -- configuration fingerprints ------------------------------------------------------------------
+def entry_config(res: Resolved, re) -> dict:
+    """What an entry's results depend on (its fingerprint is a hash of this)."""
+    p = res.plan
+    cfg = dict(problem=p.problem, problem_args=p.problem_args, noise=res.noise,
+               network=p.network, steps=re.steps, seeds=res.seeds, n_evals=p.n_evals,
+               hvp_cost=p.hvp_cost, solver=re.entry.solver,
+               hparams=jsonable_hp(getattr(re.solver, "hparams", {})))
+    if re.grid:
+        cfg.update(grid={k: [repr(v) if not isinstance(v, (int, float, str, bool)) else v
+                             for v in vals] for k, vals in re.grid.items()},
+                   metric=res.metric, search=p.search)
+    return json.loads(json.dumps(cfg, default=repr))
 
 
-def default_noise(problem) -> str:
-    """The noise a run uses when none is given: the problem's documented ``info["noise"]``;
-    otherwise none for problems with data (their sampling is the noise) and
-    ``DEFAULT_NOISE`` for problems without data."""
-    if problem.info.get("noise"):
-        return str(problem.info["noise"])
-    return "none" if problem.data_f is not None or problem.data_g is not None else DEFAULT_NOISE
+def fingerprint(cfg: dict) -> str:
+    return hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _solver_maker(name: str, network_W, problem, network: str | None):
-    """``(make(**hp) -> Solver, run_kwargs(hp) -> dict)`` for a registered solver, or for a
-    decentralized one lifted to the network (metrics, communication counters, labels)."""
-    if network_W is None:
-        from .solvers import make_solver
-        return (lambda **hp: make_solver(name, problem=problem, **hp)), (lambda hp: {})
-    from .decentralized import make_dec_solver
-    from .decentralized.simulate import network_setup
-
-    def setup(hp):
-        return network_setup(problem, make_dec_solver(name, **hp), network_W,
-                             {"network": network})
-    return (lambda **hp: setup(hp)[0]), (lambda hp: setup(hp)[1])
+def config_diff(old: dict, new: dict, prefix: str = "") -> str | None:
+    """The first field (dotted path) where two configurations differ, with both values."""
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k, "<absent>"), new.get(k, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            d = config_diff(a, b, f"{prefix}{k}.")
+            if d:
+                return d
+        elif a != b:
+            return f"{prefix}{k}: {json.dumps(a)} then, {json.dumps(b)} now"
+    return None
 
 
-def _entry_steps(spec, solver) -> int:
-    from .runner import steps_for_budget
-    if spec.get("steps") is not None:
-        return int(spec["steps"])
-    return steps_for_budget(solver, int(spec["budget"]), spec.get("hvp_cost", 0.0))
+# -- the directory -------------------------------------------------------------------------------
+@contextmanager
+def claim_run_dir(out, plan: Plan, *, resume: bool = False, overwrite: bool = False,
+                  command: str = ""):
+    """Create ``out`` (or check it for ``resume``), take its lock, write ``config.json``;
+    yields the directory's ``Path``, the lock held to the end."""
+    from .locks import DirectoryLock
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory")
+    if resume and not (p / "config.json").exists():
+        raise ValueError(f"--resume {out}: no run to resume there (no config.json)")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from .locks import oserror_message
+        raise ValueError(oserror_message(e, p, "create", option="--out")) from None
+    lock = DirectoryLock(p, command=command or " ".join(sys.argv))
+    try:
+        lock.acquire()
+    except OSError as e:
+        from .locks import oserror_message
+        raise ValueError(oserror_message(e, p, "write in", option="--out")) from None
+    try:
+        if not resume:
+            if (p / "history.jsonl").exists() or (p / "config.json").exists():
+                if not overwrite:
+                    raise ValueError(f"--out {out} already holds a run; continue it with "
+                                     f"--resume {out} or replace it with --overwrite")
+                _clear(p)
+            from .locks import atomic_write
+            atomic_write(p / "config.json", json.dumps(plan.to_dict(), indent=1) + "\n")
+        yield p
+    finally:
+        lock.release()
 
 
-class Plan:
-    """Everything built and checked before the output directory is touched."""
-
-    def __init__(self, spec: dict):
-        self.spec = spec
-        if spec.get("noise") is None and not spec.get("network"):
-            clean, _ = make_problem_from(spec["problem"], None,
-                                         _hp_from_json(spec.get("problem_args", {}), schedules=False))
-            spec["noise"] = default_noise(clean)
-        elif spec.get("noise") is None:  # decentralized: the problem's documented noise
-            clean, _ = make_problem_from(spec["problem"], None,
-                                         _hp_from_json(spec.get("problem_args", {}), schedules=False),
-                                         spec["network"])
-            spec["noise"] = str(clean.info.get("noise") or DEFAULT_NOISE)
-        self.problem, self.W = make_problem_from(spec["problem"], spec.get("noise") or
-                                                 DEFAULT_NOISE,
-                                                 _hp_from_json(spec.get("problem_args", {}), schedules=False),
-                                                 spec.get("network"))
-        self.seeds = parse_seeds(spec["seeds"])
-        self.entries = []
-        names = [e["label"] for e in spec["entries"]]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"solver labels must be distinct, got {dup} more than once "
-                             "(compare the same solver twice with --config files or a grid)")
-        for e in spec["entries"]:
-            make, run_kwargs = _solver_maker(e["solver"], self.W, self.problem,
-                                             spec.get("network"))
-            hp = _hp_from_json(e.get("hp"))
-            grid = {k: [parse_value(v) if isinstance(v, str) else v for v in vals]
-                    for k, vals in (e.get("grid") or {}).items()}
-            if grid:
-                from .tuning import expand_grid, point_label
-                for point in expand_grid(grid):
-                    try:
-                        make(**{**hp, **point})
-                    except ValueError as err:
-                        raise ValueError(f"{point_label(e['solver'], point)}: {err}") from None
-            solver = make(**hp)
-            self.entries.append(dict(e, make=make, hp_obj=hp, grid_obj=grid, solver=solver,
-                                     steps=_entry_steps(spec, solver),
-                                     run_kwargs=run_kwargs(hp)))
+def _clear(p: Path) -> None:
+    """Remove a previous run's files (and its extra plots) before ``--overwrite``."""
+    for name in OUTPUT_FILES:
+        q = p / name
+        if q.is_dir():
+            shutil.rmtree(q)
+        elif q.exists():
+            q.unlink()
+    for q in p.glob("plot-*.png"):
+        q.unlink()
 
 
+def last_records(out) -> dict:
+    """The last ``runs.jsonl`` record per label."""
+    from .history import read_jsonl
+    path = Path(out) / "runs.jsonl"
+    recs = {}
+    if path.exists():
+        for r in read_jsonl(str(path)):
+            recs[r.get("label", r.get("solver"))] = r
+    return recs
+
+
+# -- running the entries ---------------------------------------------------------------------
 def _truncate_history(out: Path, keep) -> None:
     """Rewrite history.jsonl with the rows for which ``keep(row)`` is true (atomic)."""
     from .history import read_jsonl
+    from .locks import atomic_write
     path = out / "history.jsonl"
     if not path.exists():
         return
-    rows = [r for r in read_jsonl(str(path)) if keep(r)]
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)
+    rows = [r for r in read_jsonl(str(path), warn=True) if keep(r)]
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _resume_points(plan, path: Path, records: dict) -> dict:
-    """Before resuming: each unfinished solver's checkpoint (``{label: resume dict}``), and
-    the history cut back to what the checkpoints hold (rows of unfinished grids and of runs
-    without a checkpoint are dropped: they are rerun)."""
-    import jax
+def _check_config(label: str, old: dict | None, new: dict, where: str) -> None:
+    if old is None:
+        return
+    diff = config_diff(old, new)
+    if diff:
+        raise ValueError(f"--resume: the configuration of {label} changed since {where} "
+                         f"({diff}); restore config.json, or start again with --overwrite")
 
+
+def _template(res: Resolved, re):
+    """The state structure of an entry's checkpoint (members first; network runs stacked
+    over agents as in the simulated mode, whichever executor wrote it)."""
+    from .driver import VmapExecutor
+    from .runner import cast_hp, float_dtype
+    hp_b = cast_hp(re.solver.hp, float_dtype(res.problem), len(res.seeds))
+    return VmapExecutor(res.problem, re.solver, hp_b, res.seeds).template()
+
+
+def prepare_resume(res: Resolved, path: Path, *, truncate: bool = True):
+    """Before resuming: ``(starts, skip)`` — each unfinished solver's checkpoint (``{label:
+    resume dict}``, its configuration checked against the current one) and the labels that
+    finished with every final row. With ``truncate``, the history is cut back to what the
+    checkpoints hold (rows of unfinished grids and of runs without a checkpoint are dropped:
+    they are rerun). Deterministic on the directory's files, so every agent of a resumed
+    launch reaches the same decisions after the launcher truncated."""
+    from .history import read_jsonl
     from .outputs import Checkpoint
-    from .runner import cast_hp, float_dtype, programs
-    starts, cut = {}, {}
-    for e in plan.entries:
-        label, solver = e["label"], e["solver"]
-        if records.get(label, {}).get("status") == "finished":
+    records = last_records(path)
+    starts, cut, skip = {}, {}, set()
+    hist = path / "history.jsonl"
+    rows = read_jsonl(str(hist), warn=truncate) if hist.exists() else []
+    for re in res.entries:
+        label, cfg = re.label, entry_config(res, re)
+        rec = records.get(label)
+        _check_config(label, rec.get("config") if rec else None, cfg, "it started")
+        if rec and rec.get("status") == "finished" and (
+                re.grid or _complete(rows, label, res.seeds, rec.get("steps"))):
+            skip.add(label)
             continue
         ck = Checkpoint(path, label)
-        if e["grid_obj"] or not ck.exists():
+        if re.grid or not ck.exists():
             cut[label] = -1
             continue
-        init_b = programs(solver.init, solver.step)[0]
-        n = len(plan.seeds)
-        hp_b = cast_hp(solver.hp, float_dtype(plan.problem), n)
-        keys = jax.random.split(jax.random.key(0), n)
-        template = jax.eval_shape(init_b, plan.problem, plan.problem.x0, plan.problem.y0,
-                                  keys, hp_b)
-        starts[label] = ck.load(template)
-        cut[label] = starts[label]["step"]
+        start = ck.load(_template(res, re))
+        _check_config(label, start.get("config"), cfg, "its checkpoint was written")
+        have = {r["seed"] for r in rows if _owner(r) == label and r["step"] == start["step"]}
+        dead = {int(i) for i in start.get("dead", {})}
+        live = {sd for i, sd in enumerate(res.seeds) if i not in dead}
+        start["emit"] = not live <= have  # rows of the checkpoint's step lost: write again
+        starts[label] = start
+        cut[label] = start["step"] - (1 if start["emit"] else 0)
 
     def keep(r):
-        lab = str(r.get("label", r.get("solver")))
-        owner = lab if lab in cut else lab.split("[", 1)[0]
+        owner = _owner(r)
         return owner not in cut or r["step"] <= cut[owner]
-    _truncate_history(path, keep)
-    return starts
+    if truncate:
+        _truncate_history(path, keep)
+    return starts, skip
 
 
-def execute_spec(spec: dict, out: str, *, resume: bool = False, overwrite: bool = False,
-                 progress: bool = True) -> int:
-    """Run a spec (see :class:`Plan`) into ``out``; returns the exit code."""
-    from .history import JsonlWriter, read_jsonl
-    from .outputs import Checkpoint, last_records, prepare_out, write_summary
-    from .runner import run
-    from .tuning import tune
+def _owner(r: dict) -> str:
+    lab = str(r.get("label", r.get("solver")))
+    return lab.split("[", 1)[0] if "[" in lab else lab
 
-    plan = Plan(spec)  # every input is checked before anything is written
-    path = prepare_out(out, overwrite=overwrite, resume=resume)
-    if not resume:
-        (path / "config.json").write_text(json.dumps(spec, indent=1) + "\n")
-    records = last_records(path) if resume else {}
-    problem, seeds = plan.problem, plan.seeds
-    noise = str(problem.noise) if problem.noise else "none"
-    metric = spec.get("metric") or problem.info.get("metric") or "grad_norm"
-    starts = _resume_points(plan, path, records) if resume else {}
+
+def _complete(rows, label, seeds, steps) -> bool:
+    """Whether every seed has its final row (a truncated history loses the last one)."""
+    if steps is None:
+        return True
+    have = {r["seed"] for r in rows if _owner(r) == label and r["step"] == steps}
+    dead = {r["seed"] for r in rows if _owner(r) == label}  # diverged seeds stop early
+    return have == set(seeds) or have >= set(seeds) - dead
+
+
+def run_entries(res: Resolved, path: Path, *, resume: bool = False, progress: bool = True,
+                distributed: bool = False, on_emit=None) -> int:
+    """Run every entry of ``res`` into ``path`` (checkpoints, rows, records); returns 1 when
+    a seed diverged, else 0. With ``distributed``, every agent process calls this (after
+    ``jax.distributed`` is up, the launcher having prepared a resume); only process 0
+    writes."""
+    import jax
+
+    from .history import JsonlWriter
+    from .outputs import Checkpoint
+    writes = not distributed or jax.process_index() == 0
+    problem, seeds = res.problem, res.seeds
+    starts, skip = prepare_resume(res, path, truncate=not distributed) if resume else ({}, set())
     failed = False
-    with JsonlWriter(str(path / "history.jsonl")) as hist, \
-            JsonlWriter(str(path / "runs.jsonl")) as runs:
-        for e in plan.entries:
-            label, solver = e["label"], e["solver"]
-            if records.get(label, {}).get("status") == "finished":
-                print(f"[htbo] {label}: finished before, kept", file=sys.stderr)
+    hist = JsonlWriter(str(path / "history.jsonl")) if writes else None
+    runs = JsonlWriter(str(path / "runs.jsonl")) if writes else None
+    try:
+        for re in res.entries:
+            label, solver = re.label, re.solver
+            if label in skip:
+                _say(writes, f"[htbo] {label}: finished before, kept")
                 continue
+            cfg = entry_config(res, re)
             base = dict(label=label, solver=solver.name, problem=problem.name,
-                        problem_args=spec.get("problem_args", {}), noise=noise,
-                        network=spec.get("network"), hparams=jsonable_hp(e["hp_obj"]),
-                        steps=e["steps"], seeds=seeds, sfo_per_step=solver.sfo_per_step,
-                        hvp_per_step=solver.hvp_per_step)
-            if e["grid_obj"]:
-                base["grid"] = {k: [repr(v) if not isinstance(v, (int, float, str, bool))
-                                    else v for v in vals] for k, vals in e["grid_obj"].items()}
-            runs([dict(base, status="started", time=time.time())])
-            print(f"[htbo] {label}: {e['steps']} steps x {len(seeds)} seeds "
-                  f"({solver.sfo_per_step} SFO/step) on {problem.name}, noise {noise}",
-                  file=sys.stderr)
-            if e["grid_obj"]:
-                rk = dict(e["run_kwargs"])
-                res = tune(problem, e["make"], e["grid_obj"], budget=spec.get("budget"),
-                           steps=spec.get("steps"), hvp_cost=spec.get("hvp_cost", 0.0),
-                           seeds=seeds, hp=e["hp_obj"], n_evals=spec["n_evals"], writer=hist,
-                           progress=progress, run_kwargs=rk, label=label,
-                           metric=metric)
-                runs([dict(base, status="finished", best=res.best["label"], metric=metric,
-                           best_hparams=jsonable_hp(res.best["hparams"]),
-                           table=[{k: t[k] for k in ("label", "median", "q20", "q80",
-                                                     "diverged")} for t in res.table],
-                           notes=res.notes, tune_diverged=res.diverged, compile_s=res.compile_s,
-                           run_s=res.run_s, time=time.time())])
-                print(f"[htbo] {label}: {len(res.table)} points in {res.groups} compiled "
-                      f"group(s), compile {res.compile_s:.2f} s, run {res.run_s:.2f} s",
-                      file=sys.stderr)
+                        problem_args=res.plan.problem_args, noise=res.noise,
+                        network=res.plan.network, hparams=jsonable_hp(re.hp), steps=re.steps,
+                        seeds=seeds, sfo_per_step=solver.sfo_per_step,
+                        hvp_per_step=solver.hvp_per_step, config=cfg,
+                        fingerprint=fingerprint(cfg))
+            if distributed:
+                base.update(mode="distributed", agents=len(res.W))
+            if re.grid:
+                base["grid"] = cfg["grid"]
+            if runs is not None:
+                runs([dict(base, status="started", time=time.time())])
+            _say(writes, f"[htbo] {label}: {re.steps} steps x {len(seeds)} seeds "
+                         f"({solver.sfo_per_step} SFO/step) on {problem.name}, noise {res.noise}")
+            if re.grid:
+                failed |= _run_grid(res, re, base, hist, runs, progress)
                 continue
-            ck = Checkpoint(path, label)
             start = starts.get(label)
             if start is not None:
-                print(f"[htbo] {label}: resuming at step {start['step']}", file=sys.stderr)
-            res = run(problem, solver, steps=e["steps"], seeds=seeds, n_evals=spec["n_evals"],
-                      writer=hist, progress=progress, on_nonfinite="continue",
-                      checkpoint=ck.save, resume=start,
-                      **{**e["run_kwargs"], "labels": {**e["run_kwargs"].get("labels", {}),
-                                                       "label": label}})
-            runs([dict(base, status="finished", compile_s=res.compile_s, run_s=res.run_s,
-                       diverged=res.diverged, run_id=res.meta["run_id"], time=time.time())])
-            if res.diverged:
+                _say(writes, f"[htbo] {label}: resuming at step {start['step']}")
+            res_ = _drive_entry(res, re, _executor(res, re, distributed), hist,
+                                Checkpoint(path, label, cfg).save, start, progress, on_emit)
+            if runs is not None:
+                runs([dict(base, status="finished", compile_s=res_.compile_s,
+                           run_s=res_.run_s, diverged=res_.diverged,
+                           run_id=res_.meta["run_id"], time=time.time())])
+            if res_.diverged:
                 failed = True
-                what = ", ".join(f"seed {d['seed']} at step {d['step']}" for d in res.diverged)
-                print(f"[htbo] {label}: iterates became non-finite ({what}); the other seeds "
-                      "went on, the history up to each failure is kept", file=sys.stderr)
+                what = ", ".join(f"seed {d['seed']} at step {d['step']}" for d in res_.diverged)
+                _say(writes, f"[htbo] {label}: iterates became non-finite ({what}); the other "
+                             "seeds went on, the history up to each failure is kept")
             else:
-                print(f"[htbo] {label}: compile {res.compile_s:.2f} s, run {res.run_s:.3f} s "
-                      f"({1e6 * res.run_s / res.steps:.1f} µs/step for {len(seeds)} seeds)", file=sys.stderr)
-    rows = read_jsonl(str(path / "history.jsonl"))
-    title = (f"{problem.name}{' on ' + spec['network'] if spec.get('network') else ''}, "
-             f"noise {noise}: median over {len(seeds)} seeds, band 20–80%")
-    only, notes = None, []
+                _say(writes, f"[htbo] {label}: compile {res_.compile_s:.2f} s, run "
+                             f"{res_.run_s:.3f} s ({1e6 * res_.run_s / max(res_.steps, 1):.1f} "
+                             f"µs/step for {len(seeds)} seeds)")
+    finally:
+        for w in (hist, runs):
+            if w is not None:
+                w.close()
+    return 1 if failed else 0
+
+
+def _executor(res: Resolved, re, distributed: bool):
+    from .driver import VmapExecutor
+    from .runner import cast_hp, float_dtype
+    hp_b = cast_hp(re.solver.hp, float_dtype(res.problem), len(res.seeds))
+    if distributed:
+        from .decentralized.distributed import ShardMapExecutor
+        return ShardMapExecutor(res.problem, re.dec, re.solver.mix, hp_b, res.seeds)
+    return VmapExecutor(res.problem, re.solver, hp_b, res.seeds,
+                        metrics_fn=re.run_kwargs.get("metrics_fn"))
+
+
+def _say(writes: bool, msg: str) -> None:
+    if writes:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _drive_entry(res, re, ex, hist, checkpoint, start, progress, on_emit):
+    """One entry through the run loop (either executor)."""
+    import uuid
+
+    from .driver import VmapExecutor, drive
+    kw = re.run_kwargs
+    labels = dict(kw.get("labels", {}), label=re.label)
+    if not isinstance(ex, VmapExecutor):
+        labels["mode"] = "distributed"
+    base = dict(run_id=uuid.uuid4().hex[:8], solver=re.solver.name, problem=res.problem.name,
+                noise=res.noise)
+    return drive(ex, steps=re.steps, n_evals=res.plan.n_evals, seeds=res.seeds,
+                 member_labels=[dict(labels) for _ in res.seeds], base=base,
+                 sfo_per_step=re.solver.sfo_per_step, hvp_per_step=re.solver.hvp_per_step,
+                 counters=kw.get("counters"), writer=hist, checkpoint=checkpoint,
+                 resume=start, on_nonfinite="continue", progress=progress and ex.writes,
+                 progress_desc=f"{re.label} on {res.problem.name}", on_emit=on_emit)
+
+
+def _run_grid(res, re, base, hist, runs, progress) -> bool:
+    """A grid entry: ``htbo.tune`` over the grid; the record holds the ranked table."""
+    from .tuning import tune
+    p = res.plan
+    rk = dict(re.run_kwargs)
+    t = tune(res.problem, re.make, re.grid, budget=p.budget, steps=p.steps,
+             hvp_cost=p.hvp_cost, seeds=res.seeds, hp=re.hp, n_evals=p.n_evals, writer=hist,
+             progress=progress, run_kwargs=rk, label=re.label, metric=res.metric,
+             **(p.search or {}))
+    if runs is not None:
+        runs([dict(base, status="finished", best=t.best["label"], metric=res.metric,
+                   best_hparams=jsonable_hp(t.best["hparams"]),
+                   table=[{k: row[k] for k in ("label", "median", "q20", "q80", "diverged")}
+                          for row in t.table],
+                   notes=t.notes, tune_diverged=t.diverged, compile_s=t.compile_s,
+                   run_s=t.run_s, time=time.time())])
+    print(f"[htbo] {re.label}: {len(t.table)} points in {t.groups} compiled group(s), "
+          f"compile {t.compile_s:.2f} s, run {t.run_s:.2f} s", file=sys.stderr)
+    return False
+
+
+# -- summary -----------------------------------------------------------------------------------
+def summarize(res: Resolved, path: Path) -> str:
+    """``summary.md`` and ``plot.png`` from the directory's files; prints and returns the
+    table. A solver that did not finish is marked ``incomplete: step S of T``."""
+    from .history import read_jsonl
+    from .outputs import write_summary
+    rows = read_jsonl(str(path / "history.jsonl"), warn=True) \
+        if (path / "history.jsonl").exists() else []
+    if not rows:
+        raise ValueError(f"{path}: no history rows to summarize")
+    p = res.plan
+    title = (f"{res.problem.name}{' on ' + p.network if p.network else ''}, "
+             f"noise {res.noise}: median over {len(res.seeds)} seeds, band 20–80%")
     recs = last_records(path)
-    if any(e["grid_obj"] for e in plan.entries):
+    only, notes = None, []
+    if any(re.grid for re in res.entries):
         only = set()
-        for e in plan.entries:
-            rec = recs.get(e["label"], {})
-            only.add(rec.get("best", e["label"]))
-            notes += [f"{e['label']}: {n}" for n in rec.get("notes", [])]
-        best_line = "best of each solver's grid: " + ", ".join(sorted(only))
-        notes = [best_line] + notes
-    table = write_summary(path, rows, title, metric, only=only, note="\n".join(notes))
+        for re in res.entries:
+            rec = recs.get(re.label, {})
+            only.add(rec.get("best", re.label))
+            notes += [f"{re.label}: {n}" for n in rec.get("notes", [])]
+        notes = ["best of each solver's grid: " + ", ".join(sorted(only))] + notes
+    for re in res.entries:
+        if recs.get(re.label, {}).get("status") != "finished" and not re.grid:
+            done = max((r["step"] for r in rows if _owner(r) == re.label), default=0)
+            notes.append(f"{re.label}: incomplete: step {done} of {re.steps}")
+    table = write_summary(path, rows, title, res.metric, only=only, note="\n".join(notes),
+                          records=recs)
     print(table)
-    if spec.get("network"):
+    if p.network and rows and "consensus" in rows[-1]:
         last = max(rows, key=lambda r: (r["step"], r["seed"]))
         print(f"consensus {last['consensus']:.3g}, {last['comm_rounds']} communication rounds, "
               f"{last['bytes_sent']:,.0f} bytes sent per agent")
     print(f"\nhistory: {path / 'history.jsonl'}\nplot:    {path / 'plot.png'}")
-    return 1 if failed else 0
+    return table
+
+
+def execute_plan(plan: Plan, out, *, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True) -> int:
+    """Resolve ``plan`` (every input checked before anything is written), claim ``out`` and
+    run every entry into it; returns the exit code (1 when a seed diverged)."""
+    res = plan.resolve()
+    with claim_run_dir(out, plan, resume=resume, overwrite=overwrite) as path:
+        rc = run_entries(res, path, resume=resume, progress=progress)
+        summarize(res, path)
+    return rc
+
+
+def read_plan(run_dir: str, what: str = "--resume") -> Plan:
+    """The plan stored in a run directory's ``config.json``."""
+    if not os.path.isdir(run_dir):
+        raise ValueError(f"{what} {run_dir}: not a run directory"
+                         + (" (it is a file)" if os.path.exists(run_dir) else ""))
+    return Plan.from_dict(load_json(os.path.join(run_dir, "config.json"), what))
 
 
 def final_iterate(run_dir: str, label: str | None = None, seed: int | None = None):
-    """``(problem, x, ŷ, where)``: a run's last checkpointed iterate, for one solver (``label``,
-    default the first) and one seed (default the first). ``where`` says which (step, seed)."""
+    """``(problem, x, ŷ, where)``: a run's last checkpointed iterate, for one solver (``label``;
+    default: the best point of a tune, else the first solver) and one seed (default the
+    first). ``where`` says which (label, step, seed)."""
     import jax
 
+    from .driver import VmapExecutor
     from .outputs import Checkpoint
-    from .runner import cast_hp, float_dtype, programs
-    spec = load_json(os.path.join(run_dir, "config.json"), "--at")
-    plan = Plan(spec)
-    entries = [e for e in plan.entries if not e["grid_obj"]]
+    from .runner import cast_hp, float_dtype
+    plan = read_plan(run_dir, "--at")
+    if plan.network:
+        raise ValueError(f"--at {run_dir}: a decentralized run (--network {plan.network}); "
+                         "diagnose one agent's problem instead: htbo diagnose --problem "
+                         f"{plan.problem} (its data are one agent's shard)")
+    best = Path(run_dir) / "best.json"
+    if label is None and best.exists():
+        cfg = load_json(str(best), "--at")
+        label = cfg.get("label")
+    res = plan.resolve()
+    entries = [re for re in res.entries if not re.grid]
     if label is not None:
-        entries = [e for e in entries if e["label"] == label]
+        entries = [re for re in entries if re.label == label]
     if not entries:
-        have = [e["label"] for e in plan.entries if not e["grid_obj"]]
+        have = [re.label for re in res.entries if not re.grid]
         raise ValueError(f"--at {run_dir}: no checkpointed solver {label!r} there (have {have})")
-    e = entries[0]
-    ck = Checkpoint(Path(run_dir), e["label"])
+    re = entries[0]
+    ck = Checkpoint(Path(run_dir), re.label)
     if not ck.exists():
-        raise ValueError(f"--at {run_dir}: {e['label']} has no checkpoint yet")
-    solver, seeds = e["solver"], plan.seeds
+        raise ValueError(f"--at {run_dir}: {re.label} has no checkpoint yet")
+    seeds = res.seeds
     i = 0 if seed is None else seeds.index(seed) if seed in seeds else None
     if i is None:
         raise ValueError(f"--at {run_dir}: seed {seed} not in the run's seeds {seeds}")
-    hp_b = cast_hp(solver.hp, float_dtype(plan.problem), len(seeds))
-    keys = jax.random.split(jax.random.key(0), len(seeds))
-    template = jax.eval_shape(programs(solver.init, solver.step)[0], plan.problem,
-                              plan.problem.x0, plan.problem.y0, keys, hp_b)
-    ck_data = ck.load(template)
-    x, y = solver.params(jax.tree_util.tree_map(lambda a: a[i], ck_data["states"]))
-    return plan.problem, x, y, dict(label=e["label"], seed=seeds[i], step=ck_data["step"])
+    ex = VmapExecutor(res.problem, re.solver, cast_hp(re.solver.hp, float_dtype(res.problem),
+                                                      len(seeds)), seeds)
+    ck_data = ck.load(ex.template())
+    params = re.solver.program()[2]
+    x, y = params(jax.tree_util.tree_map(lambda a: a[i], ck_data["states"]))
+    return res.problem, x, y, dict(label=re.label, seed=seeds[i], step=ck_data["step"])

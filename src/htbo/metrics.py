@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from .oracles import tree_norm, tree_sub
 
 __all__ = ["solve_lower", "implicit_grad_phi", "evaluate"]
 
@@ -66,17 +65,17 @@ def implicit_grad_phi(problem, x, y_star, cg_iters: int = 200, tol: float = 1e-1
     hvp = lambda w: jax.jvp(lambda yy: gy(x, yy), (y_star,), (w,))[1]  # noqa: E731
     w, _ = jax.scipy.sparse.linalg.cg(hvp, fy, tol=tol, maxiter=cg_iters)
     cross = jax.vjp(lambda xx: gy(xx, y_star), x)[1](w)[0]  # ∇²_xy g · w
-    return tree_sub(fx, cross)
+    return optax.tree.sub(fx, cross)
 
 
 def evaluate(problem, x, y_hat, inner_iters: int = 200, cg_iters: int = 200) -> dict:
     """Metrics at ``(x, ŷ)``: ``grad_norm``, ``phi``, ``y_err`` (= ‖ŷ − y*(x)‖), user metrics.
 
     ``problem`` should be the clean problem (no injected noise); jit this function. A problem
-    whose ``info["hypergradient"]`` is ``False`` (a nonconvex lower level, where y*(x) and
-    ∇φ are not defined) gets only its user metrics: no lower solve, no CG.
+    with ``hypergradient=False`` (a nonconvex lower level, where y*(x) and ∇φ are not
+    defined) gets only its user metrics: no lower solve, no CG.
     """
-    if problem.info.get("hypergradient", True) is False:
+    if not problem.hypergradient:
         return dict(problem.metrics(x, y_hat)) if problem.metrics is not None else {}
     if problem.y_star is not None:
         ys = problem.y_star(x)
@@ -87,7 +86,8 @@ def evaluate(problem, x, y_hat, inner_iters: int = 200, cg_iters: int = 200) -> 
     else:
         gphi = implicit_grad_phi(problem, x, ys, cg_iters)
     phi = problem.phi(x) if problem.phi is not None else _full(problem, "f")(x, ys)
-    out = {"grad_norm": tree_norm(gphi), "phi": phi, "y_err": tree_norm(tree_sub(y_hat, ys))}
+    out = {"grad_norm": optax.tree.norm(gphi), "phi": phi,
+           "y_err": optax.tree.norm(optax.tree.sub(y_hat, ys))}
     if problem.metrics is not None:
         out.update(problem.metrics(x, y_hat))
     return out

@@ -7,9 +7,7 @@
 """
 from __future__ import annotations
 
-__all__ = ["parse_value", "parse_assignments", "parse_seeds", "parse_list", "DEFAULT_NOISE"]
-
-DEFAULT_NOISE = "stable:1.5"  # the noise of run, compare, tune and launch when none is given
+__all__ = ["parse_value", "parse_assignments", "parse_seeds", "parse_list", "int_like"]
 
 _SCHEDULES = {"isqrt": ("inverse_sqrt", 1, 2), "power": ("inverse_power", 1, 3),
               "linear": ("linear_growth", 2, 3), "exp": ("exponential", 2, 2)}
@@ -106,3 +104,21 @@ def parse_seeds(text) -> list[int]:
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds: duplicate seeds in {text!r}")
     return seeds
+
+
+def int_like(text) -> int:
+    """An integer written as ``100000``, ``1e5`` or ``100_000`` (argparse ``type``); a value
+    that is not integral is refused."""
+    import argparse
+    t = str(text).strip().replace("_", "")
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        v = float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not v.is_integer():
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(v)

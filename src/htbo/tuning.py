@@ -19,18 +19,20 @@ import itertools
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .driver import programs
 from .history import quantile
-from .runner import cast_hp, check_seeds, execute, float_dtype, programs, steps_for_budget
+from .plan import steps_for_budget
+from .runner import cast_hp, check_seeds, execute, float_dtype
 from .schedules import initial_value, is_builtin
 from .solvers import SOLVERS, make_solver
 
-__all__ = ["tune", "TuneResult", "expand_grid", "point_label", "best_of_grid", "edge_notes"]
+__all__ = ["tune", "TuneResult", "expand_grid", "point_label", "edge_notes"]
 
 DEFAULT_MEMORY_LIMIT = 4 << 30   # bytes per compiled slice
 DEFAULT_MAX_MEMBERS = 512
@@ -107,7 +109,7 @@ def _maker(solver, problem=None) -> tuple[str, Callable]:
 
 def _group_key(s):
     leaves, tdef = jax.tree_util.tree_flatten(s.hp)
-    return (s.name, s.init, s.step, s.params, tdef, s.sfo_per_step, s.hvp_per_step,
+    return (s.name, s.program(), tdef, s.sfo_per_step, s.hvp_per_step,
             tuple(np.shape(v) for v in leaves))
 
 
@@ -115,7 +117,7 @@ def _slice_size(problem, solver, hp_one, n_members, max_members, memory_limit, x
     """Members per compiled slice: ``max_members`` halved until XLA's memory analysis of the
     chunk program fits ``memory_limit``."""
     size = max(1, min(n_members, max_members))
-    init_b, chunk, _ = programs(solver.init, solver.step)
+    init_b, chunk, _ = programs(*solver.program()[:2])
     while True:
         hp_b = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (size, *a.shape)), hp_one)
         keys = jax.random.split(jax.random.key(0), size)
@@ -291,15 +293,3 @@ def edge_notes(points: list[dict], best: dict) -> list[str]:
                              f"lie beyond: extend the grid, e.g. {k}={_fmt(sug)}"
                              if sug is not None else f"{k}: best at the {side} value tried")
     return notes
-
-
-def best_of_grid(problem, make_solver: Callable[..., Any], grid: Iterable[dict],
-                 sfo_budget: int, seeds: Sequence[int], metric: str = "grad_norm",
-                 n_evals: int = 1) -> tuple[dict, np.ndarray, list[tuple[dict, float]]]:
-    """``tune`` with a list of points: ``(best_params, best_finals, [(params, median)])``
-    in grid order (kept for scripts written before :func:`tune`)."""
-    res = tune(problem, make_solver, list(grid), budget=sfo_budget, seeds=list(seeds),
-               metric=metric, n_evals=n_evals)
-    by_point = sorted(res.table, key=lambda t: t["point"])
-    return res.best["params"], np.array(res.best["finals"]), [(t["params"], t["median"])
-                                                               for t in by_point]

@@ -1,11 +1,12 @@
 """Real multi-process execution of a decentralized method: one process per agent.
 
-The decentralized step is written for ONE agent (``DecSolver.step(problem_i, state_i, key,
-mix)``) with named-axis collectives over the axis ``"agents"``. :func:`agent_chunk` scans
-``n`` such steps for one agent (:func:`agent_loop`: the same with ``n`` traced, so one
-compiled program serves every chunk); the simulated mode ``vmap``\\ s it with
-``axis_name="agents"``, this module ``shard_map``\\ s the very same function over a mesh
-with one device per process (:func:`distributed_chunk`). Each step draws
+The decentralized step is written for ONE agent (``solver.step(problem_i, state_i, key,
+mix)``) with named-axis collectives over the axis ``"agents"``. The simulated mode vmaps
+it with ``axis_name="agents"``; :class:`ShardMapExecutor` shard_maps the very same
+function over a mesh with one device per process, with the run's members (seeds, grid
+points) vmapped inside each agent. It plugs into the one run loop
+(:func:`htbo.driver.drive`), so distributed runs get the same evaluation marks, rows,
+non-finite detection, checkpoints and resume as every other run. Each step draws
 ``k, sub = split(k)`` from a key shared by all agents; the solver derives its agent's key
 with ``fold_in(sub, axis_index("agents"))``, so both modes draw the same numbers.
 
@@ -19,25 +20,25 @@ Configuration (environment variables, see docs/distributed.md):
 * ``HTBO_SHUTDOWN_TIMEOUT_S``  seconds a finishing process waits for the others (default 60)
 
 Metrics are evaluated at the network average ``x̄`` after gathering all agents' iterates
-(outside the clock, never counted); rows are written by process 0 only.
+(outside the clock, never counted); rows and checkpoints are written by process 0 only.
 """
 from __future__ import annotations
 
-import math
 import os
-import time
 import uuid
 from typing import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from ..runner import cast_hp, float_dtype
+from ..driver import all_finite, drive, evaluator, initial_keys, member_loop, member_replay
+from ..runner import cast_hp, check_seeds, float_dtype
 
-__all__ = ["ENV", "DistConfig", "config_from_env", "initialize", "agent_mesh", "agent_chunk",
-           "agent_loop", "distributed_chunk", "to_global", "gather", "run_distributed",
-           "consensus_error", "count_communication"]
+__all__ = ["ENV", "DistConfig", "config_from_env", "initialize", "agent_mesh", "to_global",
+           "gather", "consensus_error", "count_communication", "ShardMapExecutor",
+           "run_distributed"]
 
 AXIS = "agents"
 ENV = dict(coordinator="HTBO_COORDINATOR", num_processes="HTBO_NUM_PROCESSES",
@@ -118,37 +119,6 @@ def agent_mesh() -> Mesh:
     return Mesh(np.array(devs), (AXIS,))
 
 
-def agent_chunk(solver, mix, n: int) -> Callable:
-    """``(problem_i, state_i, key) -> (state_i, key)``: ``n`` steps of ONE agent.
-
-    ``key`` (raw uint32 key data) is shared by all agents; each step uses
-    ``k, sub = split(k)`` and passes ``sub`` to ``solver.step``.
-    """
-    def chunk(problem_i, state_i, key):
-        def body(c, _):
-            st, k = c
-            k, sub = jax.random.split(k)
-            return (solver.step(problem_i, st, sub, mix), k), None
-        (st, k), _ = jax.lax.scan(body, (state_i, jax.random.wrap_key_data(key)), None,
-                                  length=n)
-        return st, jax.random.key_data(k)
-    return chunk
-
-
-def agent_loop(solver, mix) -> Callable:
-    """``(problem_i, state_i, key, n) -> (state_i, key)``: :func:`agent_chunk` with the
-    number of steps ``n`` a traced int32 (a ``fori_loop``), so one compiled program serves
-    every chunk length; the same keys, hence the same iterates, as :func:`agent_chunk`."""
-    def loop(problem_i, state_i, key, n):
-        def body(_, c):
-            st, k = c
-            k, sub = jax.random.split(k)
-            return solver.step(problem_i, st, sub, mix), k
-        st, k = jax.lax.fori_loop(0, n, body, (state_i, jax.random.wrap_key_data(key)))
-        return st, jax.random.key_data(k)
-    return loop
-
-
 class _CompileCounter:
     """Counts XLA backend compilations while active (``jax.monitoring`` event)."""
 
@@ -178,32 +148,6 @@ def _compile_counter() -> _CompileCounter:
     if _COUNTER is None:  # one listener per process
         _COUNTER = _CompileCounter()
     return _COUNTER
-
-
-def _squeeze_agent(fn, n_sharded: int):
-    """Adapt a per-agent function to shard_map blocks: drop / restore the local agent axis
-    (size 1) on the first ``n_sharded`` arguments and on every output except the last."""
-    def wrapped(*args):
-        args = [jax.tree_util.tree_map(lambda a: a[0], a) if i < n_sharded else a
-                for i, a in enumerate(args)]
-        *outs, last = fn(*args)
-        outs = [jax.tree_util.tree_map(lambda a: a[None], o) for o in outs]
-        return (*outs, last)
-    return wrapped
-
-
-def distributed_chunk(fn: Callable, mesh: Mesh, n_sharded: int, n_out: int = 2):
-    """``shard_map`` of a per-agent ``fn`` whose first ``n_sharded`` args are stacked over
-    agents (spec ``P("agents")``) and whose remaining args / last output are replicated."""
-    def specs(k_sharded, k_total):
-        return tuple(P(AXIS) if i < k_sharded else P() for i in range(k_total))
-
-    def call(*args):
-        sm = jax.shard_map(_squeeze_agent(fn, n_sharded), mesh=mesh,
-                           in_specs=specs(n_sharded, len(args)),
-                           out_specs=specs(n_out - 1, n_out), check_vma=False)
-        return sm(*args)
-    return jax.jit(call)
 
 
 def to_global(mesh: Mesh, tree, sharded: bool = True):
@@ -280,118 +224,191 @@ def count_communication(solver, problem, mix, m: int) -> dict:
     p0 = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:],
                                                                np.asarray(a).dtype), problem)
     key = jax.ShapeDtypeStruct((2,), np.uint32)
-    _, st = jax.make_jaxpr(lambda p, k: solver.init(p, p.x0, p.y0, jax.random.wrap_key_data(k),
-                                                    getattr(solver, "hp", {})),
+    init, step = _program(solver)[:2]
+    _, st = jax.make_jaxpr(lambda p, k: init(p, p.x0, p.y0, jax.random.wrap_key_data(k),
+                                             getattr(solver, "hp", {})),
                            axis_env=env, return_shape=True)(p0, key)
-    jx = jax.make_jaxpr(lambda p, s, k: solver.step(p, s, jax.random.wrap_key_data(k), mix),
+    jx = jax.make_jaxpr(lambda p, s, k: step(p, s, jax.random.wrap_key_data(k), mix),
                         axis_env=env)(p0, st, key)
     rounds, nbytes = _count(jx.jaxpr, m)
     return dict(rounds=rounds, bytes=nbytes)
 
 
-def _to_float(v):
-    v = float(v)
-    return None if math.isnan(v) else v
+def _program(solver):
+    """``(init, step, params)`` of a declarative solver (its canonical program) or of any
+    object with ``init``/``step``/``params`` attributes."""
+    if hasattr(solver, "program"):
+        return solver.program()
+    return solver.init, solver.step, solver.params
+
+
+def _smap(fn, mesh: Mesh, sharded_in: tuple, sharded_out: tuple):
+    """``jit(shard_map(fn))`` of a per-agent ``fn``: arguments / outputs marked ``True`` are
+    stacked over agents (the local block's agent axis of size 1 is dropped / restored), the
+    others are replicated."""
+    def per_agent(*args):
+        args = [jax.tree_util.tree_map(lambda a: a[0], a) if sh else a
+                for a, sh in zip(args, sharded_in)]
+        outs = fn(*args)
+        return tuple(jax.tree_util.tree_map(lambda a: a[None], o) if sh else o
+                     for o, sh in zip(outs, sharded_out))
+
+    def spec(flags):
+        return tuple(P(AXIS) if f else P() for f in flags)
+    return jax.jit(jax.shard_map(per_agent, mesh=mesh, in_specs=spec(sharded_in),
+                                 out_specs=spec(sharded_out), check_vma=False))
+
+
+def _swap(tree):
+    """(agents, members, ...) <-> (members, agents, ...)."""
+    return jax.tree_util.tree_map(lambda a: np.swapaxes(np.asarray(a), 0, 1), tree)
+
+
+class ShardMapExecutor:
+    """One agent per process (``shard_map`` over the agents), the run's members vmapped
+    inside each agent: the executor of :func:`htbo.driver.drive` for distributed runs.
+
+    Every process builds it with identical arguments and calls the same methods (they hold
+    collectives). States are global arrays shaped (agents, members, ...); checkpoints hold
+    them as the simulated mode does, (members, agents, ...). ``metrics_fn(problem, xs, ys)``
+    evaluates one member from all agents' iterates (default: the network metrics)."""
+
+    def __init__(self, problem, solver, mix, hp_b, seeds, *, metrics_fn: Callable | None = None):
+        from .simulate import network_metrics
+        self.mesh = agent_mesh()
+        m = self.mesh.devices.size
+        lead = {np.shape(a)[0] for a in jax.tree_util.tree_leaves((problem.x0, problem.y0))}
+        if lead != {m}:
+            raise ValueError(f"the problem is stacked over {sorted(lead)} agents but the run "
+                             f"has {m} processes; they must agree")
+        self.problem, self.solver, self.mix, self.seeds = problem, solver, mix, list(seeds)
+        self.hp_b = hp_b
+        self.writes = jax.process_index() == 0
+        self.gproblem = to_global(self.mesh, problem)
+        init, step, params = _program(solver)
+        loop, rep = member_loop(step, mix), member_replay(step, mix)
+        wrap = jax.random.wrap_key_data
+
+        def init_agent(p, x0, y0, ikeys, hp_b):
+            return (jax.vmap(lambda k, hp: init(p, x0, y0, wrap(k), hp))(ikeys, hp_b),)
+
+        def chunk_agent(p, sts, keys, n):
+            sts, ks = jax.vmap(lambda s, k: loop(p, s, wrap(k), n))(sts, keys)
+            return sts, jax.vmap(jax.random.key_data)(ks), jax.vmap(all_finite)(sts)
+
+        def replay_agent(p, sts, keys, n):
+            return (jax.vmap(lambda s, k: rep(p, s, wrap(k), n))(sts, keys),)
+
+        self._init = _smap(init_agent, self.mesh, (True, True, True, False, False), (True,))
+        self._chunk = _smap(chunk_agent, self.mesh, (True, True, False, False),
+                            (True, False, True))
+        self._replay = _smap(replay_agent, self.mesh, (True, True, False, False), (True,))
+        self.ev = evaluator(metrics_fn or network_metrics, jax.vmap(params), ())
+        self.clean = problem.replace(noise=None)
+        self.compiled = None
+        self.chunk_compiles = 0
+        self._gathered = (None, None)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _repl(self, a):
+        return to_global(self.mesh, a, sharded=False)
+
+    def _n(self, n: int):
+        return self._repl(np.int32(n))
+
+    def _gather(self, states):
+        if self._gathered[0] is not states:  # one gather per evaluation (metrics + checkpoint)
+            self._gathered = (states, gather(states))
+        return self._gathered[1]
+
+    # -- the executor protocol -------------------------------------------------------------
+    def agree(self, value):
+        """Process 0's ``value`` on every process (chunk lengths and emission times come from
+        each process's own clock; collectives need them equal)."""
+        from jax.experimental import multihost_utils
+        return multihost_utils.broadcast_one_to_all(np.asarray(value)).item()
+
+    def init(self):
+        ikeys, keys = initial_keys(self.seeds)
+        args = (self._repl(np.asarray(jax.random.key_data(ikeys))), self._repl(
+            jax.tree_util.tree_map(np.asarray, self.hp_b)))
+        (states,) = self._init(self.gproblem, self.gproblem.x0, self.gproblem.y0, *args)
+        jax.block_until_ready(states)
+        return states, self._repl(np.asarray(jax.random.key_data(keys)))
+
+    def template(self):
+        """The state structure in the checkpoint layout (members, agents, ...)."""
+        from .simulate import NetworkSolver
+        init = NetworkSolver(self.solver, self.mix).program()[0]
+        ikeys, _ = initial_keys(self.seeds)
+        return jax.eval_shape(jax.vmap(init, in_axes=(None, None, None, 0, 0)), self.problem,
+                              self.problem.x0, self.problem.y0, ikeys, self.hp_b)
+
+    def compile(self, states, keys):
+        counter = _compile_counter()
+        with counter:
+            before = counter.count
+            self.compiled = self._chunk.lower(self.gproblem, states, keys, self._n(1)).compile()
+            self.chunk_compiles += counter.count - before
+
+    def run(self, states, keys, n: int):
+        counter = _compile_counter()
+        with counter:
+            before = counter.count
+            states, keys, ok = self.compiled(self.gproblem, states, keys, self._n(n))
+            jax.block_until_ready((states, keys, ok))
+            self.chunk_compiles += counter.count - before
+        return states, keys, np.all(gather(ok), axis=0)
+
+    def replay(self, states, keys, n: int):
+        (first,) = self._replay(self.gproblem, states, keys, self._n(n))
+        first = gather(first)  # (agents, members): the network's first bad step
+        big = np.iinfo(np.int32).max
+        out = np.min(np.where(first > 0, first, big), axis=0)
+        return np.where(out == big, 0, out)
+
+    def metrics(self, states):
+        host = _swap(self._gather(states))
+        if not self.writes:
+            return None
+        return jax.device_get(self.ev(self.clean, host))
+
+    def host(self, states, keys):
+        host = _swap(self._gather(states))
+        return host, jax.random.wrap_key_data(jnp.asarray(gather(keys)))
+
+    def load(self, states, keys):
+        return (to_global(self.mesh, _swap(states)),
+                self._repl(np.asarray(jax.random.key_data(keys))))
 
 
 def run_distributed(problem, solver, mix, *, steps: int, seeds: Sequence[int] = (0,),
-                    n_evals: int = 20, evaluate: Callable | None = None,
-                    writer: Callable[[list[dict]], None] | None = None,
-                    labels: dict | None = None, run_id: str | None = None,
-                    comm_bytes_per_step: float | None = None, on_eval: Callable | None = None,
-                    keep_iterates: bool = False) -> dict:
-    """Run ``solver`` on the stacked ``problem`` with one agent per process.
-
-    Must be called by every process (after :func:`initialize`) with identical arguments.
-    ``comm_bytes_per_step``: bytes the network sends per step (default: read off the step's
-    jaxpr by :func:`count_communication`). ``evaluate(problem, xs, ys) -> dict`` computes
-    metrics from the gathered per-agent parameters (e.g. at the network average);
-    ``consensus`` is always added. Rows go to
-    ``writer`` on process 0 only. ``on_eval(step)`` is called on every process after each
-    evaluation point (used for progress messages and fault injection in tests).
-    The chunks between evaluation points run ONE compiled program (:func:`agent_loop`, the
-    chunk length is a traced argument), compiled ahead of time at the first chunk.
-    Returns ``dict(rows, compile_s, run_s, iterates, run_id, chunk_compiles)``
-    (``iterates``: per seed, a list of ``(step, xs)`` when ``keep_iterates``;
-    ``chunk_compiles``: XLA backend compilations counted by a ``jax.monitoring`` listener
-    while the chunk program was compiled and run — 1 per call).
-    """
+                    n_evals: int = 20, metrics_fn: Callable | None = None,
+                    writer: Callable | None = None, checkpoint: Callable | None = None,
+                    resume: dict | None = None, labels: dict | None = None,
+                    run_id: str | None = None, on_emit: Callable | None = None,
+                    on_nonfinite: str = "continue", hp_b=None, member_labels=None):
+    """Run the one-agent ``solver`` on the stacked ``problem`` with one agent per process
+    (every process calls it with identical arguments, after :func:`initialize`). Rows (and
+    checkpoints) are handed to ``writer`` on process 0 only. Returns ``(RunResult,
+    executor)``; ``executor.chunk_compiles`` counts the chunk program's XLA compilations."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    mesh = agent_mesh()
-    m = mesh.devices.size
-    lead = {np.shape(a)[0] for a in jax.tree_util.tree_leaves((problem.x0, problem.y0))}
-    if lead != {m}:
-        raise ValueError(f"the problem is stacked over {sorted(lead)} agents but the run has "
-                         f"{m} processes; they must agree")
-    if comm_bytes_per_step is None:
-        comm_bytes_per_step = count_communication(solver, problem, mix, m)["bytes"]
-    me = jax.process_index()
-    run_id = run_id or uuid.uuid4().hex[:8]
-    base = dict(run_id=run_id, solver=solver.name, problem=problem.name,
-                noise=str(problem.noise) if problem.noise else "none", mode="distributed",
-                agents=m, **(labels or {}))
-    marks = sorted(set(int(round(steps * i / n_evals)) for i in range(1, n_evals + 1)))
-    gproblem = to_global(mesh, problem)
-    hp = cast_hp(getattr(solver, "hp", {}), float_dtype(problem))
-    init = distributed_chunk(lambda p, x0, y0, k: (solver.init(p, x0, y0,
-                                                               jax.random.wrap_key_data(k), hp),
-                                                   k), mesh, 3)
-    params = jax.jit(jax.vmap(solver.params))
-    chunk_fn = distributed_chunk(agent_loop(solver, mix), mesh, 2)
-    compiled = None  # ONE program for every chunk length (n is traced)
-    counter = _compile_counter()
-    chunk_compiles = 0
-    compile_s = run_s = 0.0
-    rows, iterates = [], {}
-    # per agent, as in the simulated mode: exchange rounds (mixing calls × edge colours)
-    # and bytes (the network's total / m)
-    comm = getattr(solver, "comm_per_step", 0) * getattr(mix, "rounds", 1)
-    bytes_per_agent = comm_bytes_per_step / m
-    for seed in seeds:
-        pair = jax.random.split(jax.random.key(int(seed)))
-        ikey, key = (to_global(mesh, jax.random.key_data(k), sharded=False) for k in pair)
-        states, _ = init(gproblem, gproblem.x0, gproblem.y0, ikey)
-        t_run = 0.0
-        iterates[seed] = []
-
-        def emit(step, states):
-            xs, ys = params(gather(states))
-            if keep_iterates:
-                iterates[seed].append((step, jax.device_get(xs)))
-            if me != 0:
-                return
-            r = dict(base, seed=int(seed), step=step, sfo=step * solver.sfo_per_step,
-                     hvp=step * getattr(solver, "hvp_per_step", 0), time_s=t_run,
-                     comm_rounds=step * comm, bytes_sent=step * bytes_per_agent,
-                     consensus=consensus_error(xs))
-            if evaluate is not None:
-                r.update({k: _to_float(np.asarray(v)) for k, v in
-                          evaluate(problem, xs, ys).items()})
-            rows.append(r)
-            if writer is not None:
-                writer([r])
-
-        emit(0, states)
-        done = 0
-        for mk in marks:
-            n = to_global(mesh, np.int32(mk - done), sharded=False)
-            with counter:  # backend compiles of the chunk program, at lowering or at a call
-                before = counter.count
-                if compiled is None:
-                    t0 = time.perf_counter()
-                    compiled = chunk_fn.lower(gproblem, states, key, n).compile()
-                    compile_s += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                states, key = compiled(gproblem, states, key, n)
-                jax.block_until_ready((states, key))
-                dt = time.perf_counter() - t0
-                chunk_compiles += counter.count - before
-            t_run += dt
-            run_s += dt
-            done = mk
-            emit(done, states)
-            if on_eval is not None:
-                on_eval(done)
-    return dict(rows=rows, compile_s=compile_s, run_s=run_s, iterates=iterates, run_id=run_id,
-                chunk_compiles=chunk_compiles)
+    seeds = check_seeds(seeds)
+    if hp_b is None:
+        hp_b = cast_hp(getattr(solver, "hp", {}), float_dtype(problem), len(seeds))
+    ex = ShardMapExecutor(problem, solver, mix, hp_b, seeds, metrics_fn=metrics_fn)
+    m = ex.mesh.devices.size
+    counters = {"comm_rounds": getattr(solver, "comm_per_step", 0) * getattr(mix, "rounds", 1),
+                "bytes_sent": count_communication(solver, problem, mix, m)["bytes"] / m}
+    base = dict(run_id=run_id or uuid.uuid4().hex[:8], solver=solver.name,
+                problem=problem.name, noise=str(problem.noise) if problem.noise else "none",
+                mode="distributed", agents=m, **(labels or {}))
+    res = drive(ex, steps=steps, n_evals=n_evals, seeds=seeds,
+                member_labels=member_labels or [{} for _ in seeds], base=base,
+                sfo_per_step=solver.sfo_per_step,
+                hvp_per_step=getattr(solver, "hvp_per_step", 0), counters=counters,
+                writer=writer if ex.writes else None,
+                checkpoint=checkpoint,
+                resume=resume, on_nonfinite=on_nonfinite, on_emit=on_emit)
+    return res, ex

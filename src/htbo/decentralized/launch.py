@@ -1,7 +1,8 @@
 """A supervising launcher: n local agent processes, one clear line when one dies.
 
 :func:`launch` starts ``n_agents`` processes of ``python -m htbo.decentralized.cli agent
-...`` on this machine (coordinator on 127.0.0.1 at a free port, one CPU device each, the
+...`` on this machine (each ends when the launcher dies: a parent-death signal and a parent
+poll) (coordinator on 127.0.0.1 at a free port, one CPU device each, the
 ``HTBO_*`` variables of :mod:`htbo.decentralized.distributed`), writes each agent's output to
 ``OUT/logs/agent-K.log`` and watches them, relaying agent 0's progress lines
 (``[htbo launch] step N/T ...``) to stderr. As soon as one exits non-zero (or the time limit
@@ -74,7 +75,8 @@ def _agent_env(k: int, n: int, port: int, heartbeat_s: int, extra: dict | None) 
                                 + ["--xla_force_host_platform_device_count=1"])
     env.setdefault("JAX_PLATFORMS", "cpu")
     env.update({ENV["coordinator"]: f"127.0.0.1:{port}", ENV["num_processes"]: str(n),
-                ENV["process_id"]: str(k), ENV["heartbeat_s"]: str(heartbeat_s)})
+                ENV["process_id"]: str(k), ENV["heartbeat_s"]: str(heartbeat_s),
+                "HTBO_PARENT_PID": str(os.getpid())})  # agents end when the launcher dies
     env.update(extra or {})
     return env
 
@@ -164,7 +166,7 @@ def launch(n_agents: int, worker_args: Sequence[str], out_dir, *, timeout_s: flo
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    cmd = [python, "-m", "htbo.decentralized.cli", "agent", *worker_args, "--out", str(out)]
+    cmd = [python, "-m", "htbo.decentralized.cli", "agent", *worker_args]
     procs, files, received = [], [], []
     old_handlers = _catch_signals(received)
     tail = None if quiet else _Tail(logs / "agent-0.log")

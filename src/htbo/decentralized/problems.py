@@ -12,12 +12,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..problems.base import BilevelProblem, cached
+from ..problems.base import BilevelProblem
+from ..registry import Registry
 from ..problems.quadratic import _phi_hessian, closed_forms, quadratic_matrices
 
 __all__ = ["decentralized_quadratic", "decentralized_pl", "decentralized_hypercleaning",
            "agent_slice", "pooled_problem", "split_iid", "split_dirichlet", "dirichlet_indices",
            "parse_split", "DEC_PROBLEMS"]
+
+
+#: name -> constructor ``(m=agents, **kwargs)`` of a problem stacked over agents (memoized)
+DEC_PROBLEMS = Registry("decentralized problem", memoize=True)
 
 
 def agent_slice(problem: BilevelProblem, i: int = 0) -> BilevelProblem:
@@ -30,11 +35,12 @@ def _mean_batch(fn):
     return lambda x, y, batch: jnp.mean(jax.vmap(lambda b: fn(x, y, b))(batch))
 
 
-@cached
+@DEC_PROBLEMS.register("quadratic", "heterogeneous bilevel quadratics, closed-form network "
+                       "metrics")
 def decentralized_quadratic(m: int = 8, dim_x: int = 5, dim_y: int = 5, kappa: float = 2.0,
                             heterogeneity: float = 1.0, phi_curvature: float = 0.5,
                             seed: int = 0, dtype=jnp.float32) -> BilevelProblem:
-    """Heterogeneous agents: the §9 quadratic of ``quadratic_matrices(seed)`` with per-agent
+    """Heterogeneous agents: the bilevel quadratic of ``quadratic_matrices(seed)`` with per-agent
     linear terms ``a_i, ã_i, b̃_i`` and couplings ``C_i, C̃_i`` perturbed by ``heterogeneity``
     (mean-zero across agents is not imposed: the network problem uses the agents' means).
     Every ``g_i`` keeps ``A`` (spectrum in [1, κ]); ``B̃`` is shifted so that the network φ is
@@ -71,10 +77,10 @@ def decentralized_quadratic(m: int = 8, dim_x: int = 5, dim_y: int = 5, kappa: f
                           name="dquadratic", info=dict(m=m, kappa=kappa, heterogeneity=h))
 
 
-@cached
+@DEC_PROBLEMS.register("pl", "nonconvex PL lower level r² + 3 sin² r, y*(x) = Mx exactly")
 def decentralized_pl(m: int = 8, dim: int = 5, rho: float = 0.5, heterogeneity: float = 1.0,
                      seed: int = 0, dtype=jnp.float32) -> BilevelProblem:
-    """A lower level that is nonconvex but PL (ALGORITHMS.md §9):
+    """A lower level that is nonconvex but PL (docs/problems.md):
     ``g_i(x, y) = Σ_j [r_j² + 3 sin²(r_j)]``, ``r = y − Mx`` (the same for every agent;
     ``y*(x) = Mx`` exactly), and heterogeneous ``f_i(x, y) = ½‖y − b_i‖² + ½ρ‖x‖²``. Network:
     ``φ(x) = (1/m) Σ ½‖Mx − b_i‖² + ½ρ‖x‖²``, ``∇φ = Mᵀ(Mx − b̄) + ρx``."""
@@ -205,7 +211,8 @@ def pooled_problem(problem: BilevelProblem) -> BilevelProblem:
                            data_f=pool(problem.data_f), data_g=pool(problem.data_g), noise=None)
 
 
-@cached
+@DEC_PROBLEMS.register("hypercleaning", "hyper-cleaning split over agents (i.i.d. or "
+                       "Dirichlet), evaluation-only network metrics")
 def decentralized_hypercleaning(m: int = 8, dataset: str = "mnist", corruption: float = 0.5,
                                 model: str = "linear", split: str = "iid", reg: float = 0.2,
                                 x_init: float = -2.0, n_train: int | None = None,
@@ -228,7 +235,7 @@ def decentralized_hypercleaning(m: int = 8, dataset: str = "mnist", corruption: 
     so ``(1/m) Σ g_i`` and ``(1/m) Σ f_i`` are the centralized g and f. The default
     ``n_train`` / ``n_val`` (per data source) are rounded down to multiples of ``m``; given
     values must be multiples. Metrics: the centralized ones (``test_acc``, ``f1``, …) and,
-    per agent, ``test_acc`` (``info["agent_metrics"]``, averaged by
+    per agent, ``test_acc`` (the ``agent_metrics`` trait, averaged by
     :func:`htbo.decentralized.simulate.network_metrics`). Injected noise: none by default.
     """
     from ..problems.hypercleaning import _DEFAULT_SPLIT, hypercleaning, load_images, load_split
@@ -266,10 +273,10 @@ def decentralized_hypercleaning(m: int = 8, dataset: str = "mnist", corruption: 
         lambda a: jnp.broadcast_to(a, (m,) + a.shape), t)
     info = dict(c.info, m=m, split=f"{kind}" + (f":{alpha:g}" if alpha else ""),
                 agent_train=sizes["n_train"] // m, agent_val=sizes["n_val"] // m,
-                agent_max_label_share=skew, agent_metrics=("test_acc",), noise="none")
+                agent_max_label_share=skew)
     return BilevelProblem(f=c.f, g=c.g, x0=stack(c.x0), y0=stack(c.y0), data_f=val,
-                          data_g=train, metrics=c.metrics, name="dhypercleaning", info=info)
+                          data_g=train, metrics=c.metrics, name="dhypercleaning", info=info,
+                          agent_metrics=("test_acc",), default_noise="none",
+                          hypergradient=c.hypergradient, metric=c.metric,
+                          eval_options=c.eval_options)
 
-
-DEC_PROBLEMS = {"quadratic": decentralized_quadratic, "pl": decentralized_pl,
-                "hypercleaning": decentralized_hypercleaning}

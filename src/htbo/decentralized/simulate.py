@@ -1,10 +1,10 @@
 """Simulated mode: all agents in one process, stacked on a leading axis and ``vmap``\\ ped
-with ``axis_name="agents"``, run by the core runner (seeds ``vmap``\\ ped on top).
+with ``axis_name="agents"``, run by the core runner (members ``vmap``\\ ped on top).
 
-:func:`as_network_solver` lifts a one-agent :class:`DecSolver` to an ordinary
-:class:`htbo.solvers.base.Solver` over stacked states, so the runner's jit/scan chunks,
-honest timing, incremental rows and non-finite detection apply unchanged; the distributed
-mode runs the very same one-agent step under ``shard_map``.
+:class:`NetworkSolver` lifts a one-agent decentralized solver to a runner-ready solver over
+stacked states, so the runner's jit/loop chunks, honest timing, incremental rows and
+non-finite detection apply unchanged; the distributed mode runs the very same one-agent step
+under ``shard_map``.
 """
 from __future__ import annotations
 
@@ -13,26 +13,61 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from ..metrics import evaluate
-from ..oracles import tree_norm, tree_sub
 from ..problems.base import validate_problem
 from ..runner import run
-from ..solvers.base import Solver
 from .mixing import AXIS, make_mixer
 from .problems import agent_slice, pooled_problem
 from .topology import check_mixing_matrix
 
-__all__ = ["as_network_solver", "network_metrics", "network_evaluate", "network_setup",
-           "run_network", "mixer_for"]
+__all__ = ["NetworkSolver", "as_network_solver", "network_metrics", "network_evaluate",
+           "network_setup", "run_network", "mixer_for"]
 
 
-def as_network_solver(dec, mix) -> Solver:
-    """A runner-compatible solver whose state stacks every agent's state (the agents share
-    the solver's numeric hyperparameters ``hp``; each agent's state holds a copy)."""
-    init, step, params = _network_program(dec.init, dec.step, dec.params, mix)
-    return Solver(dec.name, init, step, dec.sfo_per_step, dec.hvp_per_step, params,
-                  dict(dec.hparams), dec.hp)
+class NetworkSolver:
+    """A one-agent solver ``dec`` on the network of ``mix``: state = every agent's state
+    stacked (the agents share the numeric hyperparameters ``hp``; each agent's state holds
+    a copy). Counts are per agent."""
+
+    kind = "network"
+
+    def __init__(self, dec, mix):
+        self.dec, self.mix = dec, mix
+
+    @property
+    def name(self):
+        return self.dec.name
+
+    @property
+    def hp(self):
+        return self.dec.hp
+
+    @property
+    def hparams(self):
+        return self.dec.hparams
+
+    @property
+    def sfo_per_step(self):
+        return self.dec.sfo_per_step
+
+    @property
+    def hvp_per_step(self):
+        return self.dec.hvp_per_step
+
+    @property
+    def program_key(self):
+        return ("network", self.dec.program_key, id(self.mix))
+
+    def program(self):
+        return _network_program(*self.dec.program(), self.mix)
+
+    def start(self, problem, key):
+        return self.program()[0](problem, problem.x0, problem.y0, key, self.hp)
+
+
+as_network_solver = NetworkSolver
 
 
 @functools.lru_cache(maxsize=None)
@@ -63,29 +98,29 @@ def network_metrics(problem, xs, yhats) -> dict:
     """Metrics of a stacked ``problem`` at the network averages ``x̄``, ``ȳ`` (stacked
     ``xs``, ``yhats``): ``grad_norm`` = ‖∇φ(x̄)‖, ``phi`` = φ(x̄), ``y_err`` = ‖ȳ − y*(x̄)‖,
     the problem's user metrics at (x̄, ȳ), ``consensus`` = ``(1/m) Σ ‖x_i − x̄‖²`` and, for
-    each name in ``info["agent_metrics"]``, ``avg_<name>`` = ``(1/m) Σ_i metric(x_i, ŷ_i)``
+    each name in the ``agent_metrics`` trait, ``avg_<name>`` = ``(1/m) Σ_i metric(x_i, ŷ_i)``
     (e.g. ``avg_test_acc``, the network-average test accuracy).
 
     With the network closed forms (``y_star``, ``phi``, ``grad_phi``) these are used;
     otherwise (evaluation only) :func:`htbo.metrics.evaluate` runs on the pooled problem
     (:func:`pooled_problem`: L-BFGS lower solve + CG implicit gradient, with the problem's
-    ``info["eval_kwargs"]``), whose φ is the network φ when every ``f_i``, ``g_i`` is a mean
-    over an equal-size shard. Jit-compatible; a module-level function, so compiled
-    programs are reused."""
+    ``eval_options``), whose φ is the network φ when every ``f_i``, ``g_i`` is a mean over an
+    equal-size shard. Jit-compatible; a module-level function, so compiled programs are
+    reused."""
     mean0 = lambda t: jax.tree_util.tree_map(lambda a: jnp.mean(a, 0), t)  # noqa: E731
     xbar, ybar = mean0(xs), mean0(yhats)
     dev = jax.tree_util.tree_map(lambda a, b: a - b[None], xs, xbar)
     m = jax.tree_util.tree_leaves(xs)[0].shape[0]
     out = {"consensus": sum(jnp.sum(v**2) for v in jax.tree_util.tree_leaves(dev)) / m}
     if problem.grad_phi is not None and problem.y_star is not None and problem.phi is not None:
-        out.update(grad_norm=tree_norm(problem.grad_phi(xbar)), phi=problem.phi(xbar),
-                   y_err=tree_norm(tree_sub(ybar, problem.y_star(xbar))))
+        out.update(grad_norm=optax.tree.norm(problem.grad_phi(xbar)), phi=problem.phi(xbar),
+                   y_err=optax.tree.norm(optax.tree.sub(ybar, problem.y_star(xbar))))
         if problem.metrics is not None:
             out.update(problem.metrics(xbar, ybar))
     else:
-        kw = dict(problem.info.get("eval_kwargs") or ())
-        out.update(evaluate(pooled_problem(problem), xbar, ybar, **kw))
-    names = tuple(problem.info.get("agent_metrics") or ())
+        out.update(evaluate(pooled_problem(problem), xbar, ybar,
+                            **dict(problem.eval_options or {})))
+    names = tuple(problem.agent_metrics or ())
     if names and problem.metrics is not None:
         per = jax.vmap(problem.metrics)(xs, yhats)
         out.update({f"avg_{k}": jnp.mean(per[k]) for k in names})
@@ -96,23 +131,11 @@ _jit_network_metrics = jax.jit(network_metrics)
 
 
 def network_evaluate(problem, xs, yhats) -> dict:
-    """:func:`network_metrics` jitted, on the clean problem, from host arrays: the
-    ``evaluate`` of the distributed mode (process 0, gathered iterates)."""
+    """:func:`network_metrics` jitted, on the clean problem, from host arrays."""
     return _jit_network_metrics(problem.replace(noise=None), xs, yhats)
 
 
-def payload_bytes(dec, problem, mix) -> float:
-    """Average bytes one agent sends per step: neighbours × size of what is mixed."""
-    st = jax.eval_shape(lambda p: as_network_solver(dec, mix).init(
-        p, p.x0, p.y0, jax.random.key(0), dec.hp), problem)
-    m = jax.tree_util.tree_leaves(problem.x0)[0].shape[0]
-    mixed = (st.w, st.s) if dec.hparams.get("tracking", True) else st.w
-    per_agent = sum(np.prod(a.shape[1:]) * a.dtype.itemsize
-                    for a in jax.tree_util.tree_leaves(mixed))
-    return float(2 * mix.edges / m * per_agent)
-
-
-def network_setup(problem, dec, W, labels: dict | None = None):
+def network_setup(problem, dec, W, labels: dict | None = None, mode: str = "simulated"):
     """Check a stacked ``problem`` against ``W`` and lift ``dec``: returns ``(solver,
     run_kwargs)`` for :func:`htbo.run` / :func:`htbo.tune` (network metrics, communication
     counters, agent labels)."""
@@ -124,10 +147,11 @@ def network_setup(problem, dec, W, labels: dict | None = None):
                          f"is {m}×{m}")
     validate_problem(agent_slice(problem), (dec.hparams.get("batch", 1),))
     mix = mixer_for(W)
+    from .distributed import count_communication  # bytes read off the traced step
     counters = {"comm_rounds": dec.comm_per_step * mix.rounds,
-                "bytes_sent": dec.comm_per_step * payload_bytes(dec, problem, mix)}
-    return as_network_solver(dec, mix), dict(
-        labels=dict(labels or {}, agents=m, mode="simulated"), metrics_fn=network_metrics,
+                "bytes_sent": count_communication(dec, problem, mix, m)["bytes"] / m}
+    return NetworkSolver(dec, mix), dict(
+        labels=dict(labels or {}, agents=m, mode=mode), metrics_fn=network_metrics,
         counters=counters, validate=False)
 
 

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from ..registry import Registry
+
 __all__ = ["metropolis_hastings", "ring", "torus", "exponential", "erdos_renyi", "complete",
            "star", "TOPOLOGIES", "parse_network", "check_mixing_matrix", "spectral_gap",
            "edge_coloring", "max_degree"]
@@ -92,8 +94,14 @@ def _torus_m(m: int) -> np.ndarray:
     return torus(r, m // r)
 
 
-TOPOLOGIES = {"ring": ring, "torus": _torus_m, "exponential": exponential,
-              "erdos-renyi": erdos_renyi, "complete": complete, "star": star}
+#: name -> generator ``m -> W`` (``htbo list``; ``--network NAME:M``)
+TOPOLOGIES = Registry("topology")
+TOPOLOGIES.register("ring", "cycle, degree 2", ring)
+TOPOLOGIES.register("torus", "near-square 2-D torus, degree 4", _torus_m)
+TOPOLOGIES.register("exponential", "i ~ i ± 2^k, degree ≈ 2 log2 m", exponential)
+TOPOLOGIES.register("erdos-renyi", "connected G(m, 0.3), seed 0", erdos_renyi)
+TOPOLOGIES.register("complete", "every pair", complete)
+TOPOLOGIES.register("star", "agent 0 linked to all", star)
 
 
 def parse_network(spec: str, agents: int | None = None) -> np.ndarray:
@@ -101,8 +109,8 @@ def parse_network(spec: str, agents: int | None = None) -> np.ndarray:
     ``'erdos-renyi:8'``, ``'complete:4'``, ``'star:5'``; or a bare name with ``agents``."""
     name, _, num = spec.strip().lower().partition(":")
     if name not in TOPOLOGIES:
-        raise ValueError(f"unknown network {spec!r}; expected one of {sorted(TOPOLOGIES)} "
-                         "as NAME:AGENTS")
+        raise ValueError(f"unknown network {name!r}; expected one of "
+                         f"{', '.join(TOPOLOGIES.names())} as NAME:AGENTS")
     try:
         m = int(num) if num else agents
     except ValueError:
@@ -110,7 +118,7 @@ def parse_network(spec: str, agents: int | None = None) -> np.ndarray:
             from None
     if m is None:
         raise ValueError(f"network {spec!r} needs a number of agents, e.g. '{name}:8'")
-    return TOPOLOGIES[name](m)
+    return TOPOLOGIES.get(name)(m)
 
 
 def check_mixing_matrix(W, tol: float = 1e-10) -> np.ndarray:

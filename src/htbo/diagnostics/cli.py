@@ -27,9 +27,10 @@ def cmd_diagnose(args) -> int:
         pargs = load_json(os.path.join(args.at, "config.json"), "--at").get("problem_args", {})
         print(f"[htbo] diagnose at {args.at}: {where['label']}, seed {where['seed']}, step "
               f"{where['step']}", file=sys.stderr)
-    else:
-        from ..jobs import make_problem_from
-        problem, _ = make_problem_from(args.problem, args.noise or "none", pargs)
+    else:  # the noise a run of this problem would have (the plan's rule)
+        from ..plan import Plan, jsonable_hp
+        problem, _ = Plan(problem=args.problem, problem_args=jsonable_hp(pargs),
+                          noise=args.noise).resolve_problem()
     print(f"[htbo] diagnose {problem.name}: {args.n_samples:,} draws of each oracle at batch "
           f"{args.batch}, noise {problem.noise or 'none'}", file=sys.stderr)
     diag = diagnose(problem, x=x, y=y, n_samples=args.n_samples, batch=args.batch,
@@ -57,9 +58,9 @@ def configure(subparsers) -> None:
     p.add_argument("--problem-arg", action="append", metavar="KEY=VALUE",
                    help="problem constructor argument (repeatable)")
     p.add_argument("--noise", default=None,
-                   help="injected noise to diagnose with (default none: the problem's own "
-                        "sampling noise; with --at, the run's noise); use the law you will run "
-                        "with")
+                   help="injected noise to diagnose with (default: the noise a run of this "
+                        "problem has, as htbo run; with --at, the run's noise); use the law you "
+                        "will run with")
     p.add_argument("--at", default=None, metavar="RUN_DIR",
                    help="diagnose at the last checkpointed iterate of a run (first solver, "
                         "first seed) with the run's problem and noise")

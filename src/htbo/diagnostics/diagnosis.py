@@ -304,7 +304,7 @@ def diagnose(problem: BilevelProblem, x=None, y=None, n_samples: int = 10_000,
     validate_problem(problem, (batch,))
     key = jax.random.key(seed) if key is None else key
     rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
-    minimax = bool(problem.info.get("minimax"))
+    minimax = problem.kind == "minimax"
 
     with tqdm(total=n_samples, desc="diagnose: sampling ∇F and ∇G", unit="draw",
               disable=not progress) as bar:

@@ -1,37 +1,25 @@
-"""Bilevel problems: the :class:`BilevelProblem` API and the built-in problems."""
+"""Bilevel problems: the :class:`BilevelProblem` API and the built-in problems, registered in
+:data:`PROBLEMS` (one file each)."""
 from __future__ import annotations
 
-from .base import BilevelProblem, validate_problem, with_noise
-from .l2reg import l2reg
+from .base import PROBLEMS, BilevelProblem, validate_problem, with_noise
 from .dro import dro
 from .hypercleaning import hypercleaning
-from .ridge_t import ridge_t
+from .l2reg import l2reg
 from .minimax import minimax_problem, minimax_quadratic
 from .quadratic import quadratic, quadratic_data
-
-# name -> constructor taking keyword arguments
-PROBLEMS = {
-    "quadratic": quadratic,
-    "quadratic-data": quadratic_data,
-    "l2reg": l2reg,
-    "minimax-quadratic": minimax_quadratic,
-    "dro": dro,
-    "hypercleaning": hypercleaning,
-    "ridge-t": ridge_t,
-}
+from .ridge_t import ridge_t
 
 
-def register_problem(name: str, constructor) -> None:
-    """Make a problem constructor available to :func:`make_problem` and the CLI."""
-    PROBLEMS[name] = constructor
+def register_problem(name: str, constructor, summary: str = ""):
+    """Make a problem constructor available to :func:`make_problem` and the CLI (memoized on
+    its arguments, like the built-ins); returns the registered constructor."""
+    return PROBLEMS.register(name, summary, constructor)
 
 
 def make_problem(name: str, noise=None, **kwargs) -> BilevelProblem:
     """Build a registered problem by name, optionally with injected ``noise``."""
-    try:
-        ctor = PROBLEMS[name]
-    except KeyError:
-        raise ValueError(f"unknown problem {name!r}; available: {sorted(PROBLEMS)}") from None
+    ctor = PROBLEMS.get(name)
     try:
         problem = ctor(**kwargs)
     except TypeError as e:
@@ -39,5 +27,6 @@ def make_problem(name: str, noise=None, **kwargs) -> BilevelProblem:
     return with_noise(problem, noise) if noise is not None else problem
 
 
-__all__ = ["minimax_problem", "minimax_quadratic", "dro", "BilevelProblem", "validate_problem", "with_noise", "quadratic", "quadratic_data",
-           "l2reg", "hypercleaning", "ridge_t", "PROBLEMS", "make_problem", "register_problem"]
+__all__ = ["minimax_problem", "minimax_quadratic", "dro", "BilevelProblem", "validate_problem",
+           "with_noise", "quadratic", "quadratic_data", "l2reg", "hypercleaning", "ridge_t",
+           "PROBLEMS", "make_problem", "register_problem"]

@@ -11,11 +11,19 @@ of baking the data into the compiled program.
 
 A minimax problem ``min_x max_y f`` is the bilevel problem with ``g = −f`` (see
 :mod:`htbo.problems.minimax`): the hypergradient is then ``∇_x f(x, y*(x))``.
+
+**Traits** are typed fields the library acts on: ``kind`` (``"bilevel"`` or ``"minimax"``),
+``default_noise`` (the noise a run uses when none is given; ``None``: the library's rule,
+none for problems with data, α-stable(1.5) without), ``metric`` (what runs rank by),
+``eval_options`` (accuracy of the evaluation-only hypergradient), ``hypergradient`` (False
+for a nonconvex lower level: no y*(x), no ∇φ), ``solver_defaults`` (recommended
+hyperparameters per solver name, ``"*"`` for all) and ``agent_metrics`` (decentralized
+problems: metrics also averaged over agents). ``info`` is descriptive only (sizes, seeds,
+sources), never read by the library.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -24,11 +32,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..noise import Noise, parse_noise
+from ..registry import Registry
 
-__all__ = ["BilevelProblem", "validate_problem", "with_noise", "tree_check_finite", "cached"]
+__all__ = ["BilevelProblem", "validate_problem", "with_noise", "tree_check_finite", "KINDS",
+           "PROBLEMS"]
+
+#: name -> problem constructor (keyword arguments); memoized, so equal arguments give the
+#: same problem object and runs on it share compiled programs
+PROBLEMS = Registry("problem", memoize=True)
 
 _DYNAMIC = ("x0", "y0", "data_f", "data_g")
 _SAMPLING = ("replace", "noreplace")
+KINDS = ("bilevel", "minimax")
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +62,9 @@ class BilevelProblem:
       metrics: optional ``(x, y) -> dict[str, scalar]`` of extra user metrics.
       hvp_noise: whether ``noise`` is also added to Hessian/Jacobian-vector products.
       name: a label for histories and plots.
+      kind, default_noise, metric, eval_options, hypergradient, solver_defaults,
+      agent_metrics: the traits (module docstring).
+      info: descriptive facts (sizes, seeds, data source); never drives behaviour.
     """
 
     f: Callable
@@ -64,9 +82,25 @@ class BilevelProblem:
     metrics: Callable | None = None
     hvp_noise: bool = True
     name: str = "custom"
+    kind: str = "bilevel"
+    default_noise: str | None = None
+    metric: str = "grad_norm"
+    eval_options: dict = field(default_factory=dict)
+    hypergradient: bool = True
+    solver_defaults: dict = field(default_factory=dict)
+    agent_metrics: tuple = ()
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"problem {self.name!r}: kind must be one of {KINDS}, got "
+                             f"{self.kind!r}")
+        if not isinstance(self.hypergradient, bool):
+            raise ValueError(f"problem {self.name!r}: hypergradient must be True or False, "
+                             f"got {self.hypergradient!r}")
+        if self.default_noise is not None:
+            parse_noise(self.default_noise)  # a bad string fails here, naming itself
+        object.__setattr__(self, "agent_metrics", tuple(self.agent_metrics))
         # what users naturally pass: integer starting points and noise strings
         for k in ("x0", "y0"):
             object.__setattr__(self, k, _float_tree(getattr(self, k), f"problem {self.name!r}: {k}"))
@@ -79,6 +113,16 @@ class BilevelProblem:
 
     def replace(self, **changes) -> "BilevelProblem":
         return dataclasses.replace(self, **changes)
+
+    @property
+    def minimax(self) -> bool:
+        return self.kind == "minimax"
+
+    def defaults_for(self, solver: str) -> dict:
+        """The hyperparameters this problem recommends for ``solver`` (its own entry over
+        the ``"*"`` entry)."""
+        table = self.solver_defaults or {}
+        return {**dict(table.get("*", ())), **dict(table.get(solver, ()))}
 
     @property
     def n_f(self) -> int | None:
@@ -107,30 +151,10 @@ def _float_tree(tree, what: str):
     return jax.tree_util.tree_map(one, tree)
 
 
-def cached(constructor):
-    """Memoize a problem constructor on its (hashable) arguments.
-
-    Problems are immutable, and a compiled program is keyed on the problem's functions: two
-    calls ``quadratic(dim_x=3)`` returning the *same* object let every run on it share one
-    compilation. Unhashable arguments fall back to a fresh build."""
-    memo = functools.lru_cache(maxsize=16)(constructor)
-
-    @functools.wraps(constructor)
-    def build(*args, **kwargs):
-        try:
-            return memo(*args, **kwargs)
-        except TypeError as e:
-            if "unhashable" not in str(e):
-                raise
-            return constructor(*args, **kwargs)
-    build.cache_clear = memo.cache_clear
-    return build
-
-
 def _flatten(p: BilevelProblem):
     children = tuple(getattr(p, k) for k in _DYNAMIC)
     aux = tuple((f.name, getattr(p, f.name)) for f in dataclasses.fields(p) if f.name not in _DYNAMIC)
-    # dicts are unhashable: freeze ``info`` for the treedef
+    # the treedef must be hashable: dicts become sorted tuples of pairs
     aux = tuple((k, _freeze(v)) for k, v in aux)
     return children, aux
 
@@ -140,14 +164,26 @@ def _unflatten(aux, children):
     for k, v in zip(_DYNAMIC, children):
         object.__setattr__(obj, k, v)
     for k, v in aux:
-        object.__setattr__(obj, k, dict(v) if k == "info" else v)
+        object.__setattr__(obj, k, _thaw(v))
     return obj
+
+
+class _FrozenDict(tuple):
+    """A dict as a hashable, sorted tuple of pairs (pytree aux data must be hashable)."""
+
+
+def _thaw(v):
+    if isinstance(v, _FrozenDict):
+        return {k: _thaw(x) for k, x in v}
+    if isinstance(v, tuple) and type(v) is tuple:
+        return tuple(_thaw(x) for x in v)
+    return v
 
 
 def _freeze(v):
     if isinstance(v, dict):
-        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
-    if isinstance(v, list):
+        return _FrozenDict(sorted((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, (list, tuple)):
         return tuple(_freeze(x) for x in v)
     return v
 

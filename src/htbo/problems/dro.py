@@ -16,13 +16,14 @@ import numpy as np
 
 from ..projections import project_simplex
 from .l2reg import load_dataset, split_standardize
-from .base import cached
+from .base import PROBLEMS
 from .minimax import minimax_problem
 
 __all__ = ["dro"]
 
 
-@cached
+@PROBLEMS.register("dro", "distributionally robust logistic regression (simplex dual "
+                   "weights), exact inner maximum")
 def dro(dataset: str = "breast_cancer", rho: float = 1.0, gamma: float = 0.1, seed: int = 0,
         dtype=jnp.float32):
     """DRO logistic regression on a scikit-learn data set (binary: label == 0 vs the rest)."""

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import BilevelProblem, cached
+from .base import PROBLEMS, BilevelProblem
 
 __all__ = ["l2reg", "load_dataset", "split_standardize", "DATASETS"]
 
@@ -82,7 +82,8 @@ def _accuracy(y, batch, binary: bool):
     return jnp.mean(pred == truth)
 
 
-@cached
+@PROBLEMS.register("l2reg", "per-feature ℓ2 weights of logistic/softmax regression "
+                   "(scikit-learn data)")
 def l2reg(dataset: str = "breast_cancer", seed: int = 0, reg0: float = 1.0,
           bias_reg: float = 1e-3, fractions=(0.5, 0.25, 0.25),
           dtype=jnp.float32) -> BilevelProblem:

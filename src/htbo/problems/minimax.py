@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import BilevelProblem, cached, tree_check_finite
+from .base import PROBLEMS, BilevelProblem, tree_check_finite
 
 __all__ = ["minimax_problem", "minimax_quadratic"]
 
@@ -47,7 +47,7 @@ def minimax_problem(f: Callable, x0, y0, data=None, project_y: Callable | None =
     problem = BilevelProblem(f=f, g=lambda x, y, batch: -f(x, y, batch), x0=x0, y0=y0,
                              data_f=data, data_g=data, project_y=project_y, y_star=y_star,
                              phi=phi, grad_phi=grad_phi, metrics=metrics, name=name,
-                             info=dict(info or {}, minimax=True))
+                             kind="minimax", info=dict(info or {}))
     if grad_phi is None:
         from ..metrics import solve_lower
 
@@ -59,11 +59,12 @@ def minimax_problem(f: Callable, x0, y0, data=None, project_y: Callable | None =
     return problem
 
 
-@cached
+@PROBLEMS.register("minimax-quadratic", "min_x max_y c Σcos(x_j) + xᵀBy − ½yᵀCy "
+                   "(nonconvex–strongly-concave), closed forms")
 def minimax_quadratic(dim_x: int = 10, dim_y: int = 10, kappa: float = 10.0, c: float = 1.0,
                       coupling: float = 1.0, scale: float = 2.0, seed: int = 0,
                       dtype=jnp.float32) -> BilevelProblem:
-    """``f(x, y) = c Σ_j cos(x_j) + xᵀB y − ½ yᵀC y`` (ALGORITHMS.md §9).
+    """``f(x, y) = c Σ_j cos(x_j) + xᵀB y − ½ yᵀC y``.
 
     ``C`` has spectrum in ``[1, κ]`` (μ = 1), ``‖B‖ ≈ coupling``. Closed forms:
     ``y*(x) = C⁻¹Bᵀx``, ``Φ(x) = c Σ cos x_j + ½ xᵀBC⁻¹Bᵀx``,

@@ -1,4 +1,4 @@
-"""Bilevel quadratics with closed-form ``y*``, ``φ`` and ``∇φ`` (ALGORITHMS.md §9).
+"""Bilevel quadratics with closed-form ``y*``, ``φ`` and ``∇φ`` (docs/problems.md).
 
 ``g(x,y) = ½ yᵀA y + xᵀC y + aᵀy``, ``f(x,y) = ½ yᵀÃ y + xᵀC̃ y + ãᵀy + ½ xᵀB̃ x + b̃ᵀx``;
 ``y*(x) = −A⁻¹(Cᵀx + a)``, ``∇φ(x) = B̃x + b̃ + C̃ y* − C A⁻¹(Ã y* + C̃ᵀx + ã)``.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import jax.numpy as jnp
 
-from .base import BilevelProblem, cached
+from .base import PROBLEMS, BilevelProblem
 
 __all__ = ["quadratic", "quadratic_data", "quadratic_matrices", "closed_forms"]
 
@@ -75,11 +75,12 @@ def quadratic_matrices(dim_x: int = 10, dim_y: int = 20, kappa: float = 10.0,
     return dict(A=A, C=C, a=a, At=At, Ct=Ct, at=at, Bt=Bt, bt=bt)
 
 
-@cached
+@PROBLEMS.register("quadratic", "deterministic bilevel quadratic, closed-form y*, φ, ∇φ "
+                   "(noise injected; default α-stable(1.5))")
 def quadratic(dim_x: int = 10, dim_y: int = 20, kappa: float = 10.0, coupling: float = 1.0,
               phi_curvature: float = 0.5, scale: float = 5.0, seed: int = 0,
               dtype=jnp.float32) -> BilevelProblem:
-    """The deterministic bilevel quadratic of §9 (no data, exact y*, φ, ∇φ).
+    """The deterministic bilevel quadratic of docs/problems.md (no data, exact y*, φ, ∇φ).
 
     Without injected noise the oracles are exact; add noise with
     :func:`htbo.problems.with_noise`.
@@ -101,7 +102,8 @@ def quadratic(dim_x: int = 10, dim_y: int = 20, kappa: float = 10.0, coupling: f
         info=dict(dim_x=dim_x, dim_y=dim_y, kappa=kappa, coupling=coupling, seed=seed))
 
 
-@cached
+@PROBLEMS.register("quadratic-data", "data-sampled bilevel quadratic (rank-one per-sample "
+                   "factors, Gaussian or Student-t), exact metrics")
 def quadratic_data(n_inner: int = 1024, n_outer: int = 1024, dim_x: int = 100,
                    dim_y: int = 100, kappa: float = 10.0, coupling: float = 1.0,
                    mu: float = 0.1, phi_curvature: float = 0.1, factors: str = "gauss",
@@ -182,10 +184,9 @@ def quadratic_data(n_inner: int = 1024, n_outer: int = 1024, dim_x: int = 100,
     return BilevelProblem(
         f=f, g=g, x0=jnp.zeros(dim_x, dtype), y0=jnp.zeros(dim_y, dtype),
         data_f=data_f, data_g=data_g, y_star=y_star, phi=phi, grad_phi=grad_phi,
-        name="quadratic-data",
+        name="quadratic-data", solver_defaults=defaults,
         info=dict(n_inner=n_inner, n_outer=n_outer, dim_x=dim_x, dim_y=dim_y, kappa=kappa,
-                  mu=mu, rho=float(rho), factors=factors, seed=seed, L_g=L_g, L_phi=L_phi,
-                  solver_defaults=defaults))
+                  mu=mu, rho=float(rho), factors=factors, seed=seed, L_g=L_g, L_phi=L_phi))
 
 
 DATA_BATCH = 32

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import BilevelProblem, cached
+from .base import PROBLEMS, BilevelProblem
 from .l2reg import load_dataset, split_standardize
 
 __all__ = ["ridge_t", "DATASETS"]
@@ -46,7 +46,8 @@ def _load(dataset: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     return X, Z @ (rng.standard_normal(X.shape[1]) / np.sqrt(X.shape[1]))
 
 
-@cached
+@PROBLEMS.register("ridge-t", "per-feature ridge weights, Student-t label noise (heavy "
+                   "tails from the data), closed forms")
 def ridge_t(dataset: str = "diabetes", nu: float = 1.5, noise_scale: float = 0.5,
             seed: int = 0, reg0: float = 0.1, bias_reg: float = 1e-3,
             fractions=(0.5, 0.25, 0.25), dtype=jnp.float32) -> BilevelProblem:

@@ -1,4 +1,4 @@
-"""Fully first-order penalty machinery shared by N²SBA, F2SA and stochastic F2BA (§3, §4).
+"""The fully first-order penalty machinery shared by N²SBA, F2SA and stochastic F2BA.
 
 ``L_λ(x, y) = f(x, y) + λ (g(x, y) − min_z g(x, z))``; one outer step is::
 
@@ -9,7 +9,8 @@
 
 Inner steps may be normalized (``v ← v − step · d/‖d‖``). ``shared_samples`` uses the same
 ζ for both ∇_x G terms (common random numbers). SFO per outer step:
-``K·B_in (z) + 2K·B_in (y) + 3·B_out (h)``.
+``K·B_in (z) + 2K·B_in (y) + 3·B_out (h)``. The methods differ in ``update`` (an Optax
+chain, :func:`htbo.solvers.base.x_update`) and in how λ_t is formed (:meth:`lam_at`).
 """
 from __future__ import annotations
 
@@ -17,31 +18,34 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from ..oracles import (split, grad_f, grad_f_y, grad_g_x, grad_g_y, tree_axpy, tree_normalize,
-                       tree_sub)
-from ..schedules import as_schedule, check_batch, check_positive
-from .base import Solver, clipped, normalized, plain, program
+from ..oracles import grad_f, grad_f_y, grad_g_x, grad_g_y, split
+from ..schedules import ScalarOrSchedule
+from ..tree import axpy, normalize
+from .base import Solver, family, numeric, structural
+
+__all__ = ["PenaltyState", "PenaltyMethod", "inner_loop", "penalty_directions"]
 
 
 class PenaltyState(NamedTuple):
     x: Any
     y: Any
     z: Any
-    u: Any  # x-update state (momentum buffer or ())
-    t: Any  # outer iteration counter
-    hp: Any  # numeric hyperparameters (see htbo.solvers.base)
+    u: Any   # x-update state (the Optax chain's)
+    t: Any   # outer iteration counter
+    hp: Any  # numeric hyperparameters
 
 
-def inner_loop(problem, direction, v, key, steps: int, lr, normalize: bool):
+def inner_loop(problem, direction, v, key, steps: int, lr, normalized: bool):
     """``steps`` (warm-started) steps ``v ← P(v − lr·d)``, fresh samples each."""
     project = problem.project_y or (lambda y: y)
 
     def body(v, k):
         d = direction(v, k)
-        if normalize:
-            d = tree_normalize(d)
-        return project(tree_axpy(-lr, d, v)), None
+        if normalized:
+            d = normalize(d)
+        return project(axpy(-lr, d, v)), None
 
     return jax.lax.scan(body, v, split(key, steps))[0]
 
@@ -52,61 +56,59 @@ def penalty_directions(problem, x, y, z, key, *, lam, alpha, tau, inner_steps: i
     """Run both inner loops, return ``(h, y, z)`` with h the penalty hypergradient estimate."""
     kz, ky, kf, kg1, kg2 = split(key, 5)
     z = inner_loop(problem, lambda v, k: grad_g_y(problem, x, v, k, batch_in),
-               z, kz, inner_steps, alpha, inner_normalized)
+                   z, kz, inner_steps, alpha, inner_normalized)
 
     def dir_y(v, k):
         k1, k2 = split(k)
-        return tree_axpy(1.0 / lam, grad_f_y(problem, x, v, k1, batch_in),
-                         grad_g_y(problem, x, v, k2, batch_in))
+        return axpy(1.0 / lam, grad_f_y(problem, x, v, k1, batch_in),
+                    grad_g_y(problem, x, v, k2, batch_in))
 
     y = inner_loop(problem, dir_y, y, ky, inner_steps, tau, inner_normalized)
     fx, _ = grad_f(problem, x, y, kf, batch_out)
     gxy = grad_g_x(problem, x, y, kg1, batch_out)
     gxz = grad_g_x(problem, x, z, kg1 if shared_samples else kg2, batch_out)
-    h = tree_axpy(lam, tree_sub(gxy, gxz), fx)
+    h = axpy(lam, optax.tree.sub(gxy, gxz), fx)
     return h, y, z
 
 
-def penalty_solver(name: str, update: str, *, hp: dict, inner_steps: int, batch_in: int,
-                   batch_out: int, shared_samples: bool, inner_normalized: bool,
-                   hparams: dict, momentum: bool = False, eps: float = 1e-12) -> Solver:
-    """Build a penalty-based solver: the solvers differ only in ``update`` and ``hp["lam"]``.
+@family
+class PenaltyMethod(Solver):
+    """Fields and step shared by the penalty methods (not registered itself)."""
 
-    ``hp`` holds schedules ``eta``, ``lam``, ``alpha``, ``tau`` (and ``momentum`` / ``clip``
-    for those updates); everything else is structure.
-    """
-    for k in ("eta", "lam", "alpha", "tau"):
-        check_positive(k, hp[k], name)
-    for k, v in (("batch_in", batch_in), ("batch_out", batch_out), ("inner_steps", inner_steps)):
-        check_batch(k, v, name)
-    hp = {k: as_schedule(v) if k in ("eta", "lam", "alpha", "tau") else float(v)
-          for k, v in hp.items()}
-    init, step, params = _penalty_program(update, bool(momentum), float(eps), int(inner_steps),
-                                          int(batch_in), int(batch_out), bool(shared_samples),
-                                          bool(inner_normalized))
-    sfo = 3 * inner_steps * batch_in + 3 * batch_out
-    return Solver(name, init, step, sfo, 0, params, dict(hparams), hp)
+    eta: ScalarOrSchedule = numeric(0.05, schedule=True, doc="outer step η_t")
+    lam: ScalarOrSchedule = numeric(30.0, schedule=True, doc="penalty λ")
+    alpha: ScalarOrSchedule = numeric(0.05, schedule=True, doc="inner step of z (≈ y*)")
+    tau: ScalarOrSchedule = numeric(0.05, schedule=True, doc="inner step of y (≈ y_λ*)")
+    inner_steps: int = structural(5, doc="K, steps of each inner loop")
+    batch_in: int = structural(1)
+    batch_out: int = structural(8)
+    shared_samples: bool = structural(False, type=bool,
+                                      doc="one sample set for both ∇ₓG terms")
+    inner_normalized: bool = structural(False, type=bool, doc="normalized inner steps")
 
+    def update_rule(self) -> optax.GradientTransformationExtraArgs:
+        raise NotImplementedError
 
-@program
-def _penalty_program(update_kind, momentum, eps, inner_steps, batch_in, batch_out,
-                     shared_samples, inner_normalized):
-    update = {"plain": plain, "clipped": clipped,
-              "normalized": lambda: normalized(momentum, eps)}[update_kind]()
+    def lam_at(self, hp, t):
+        return hp["lam"](t)
 
-    def init(problem, x0, y0, key, hp):
-        return PenaltyState(x0, y0, y0, update.init(x0), jnp.zeros((), jnp.int32), hp)
+    @property
+    def sfo_per_step(self) -> int:
+        return 3 * self.inner_steps * self.batch_in + 3 * self.batch_out
 
-    def step(problem, s: PenaltyState, key):
+    def init(self, problem, x0, y0, key, hp):
+        return PenaltyState(x0, y0, y0, self.update_rule().init(x0), jnp.zeros((), jnp.int32),
+                            hp)
+
+    def step(self, problem, s: PenaltyState, key):
         hp, t = s.hp, s.t
         h, y, z = penalty_directions(
-            problem, s.x, s.y, s.z, key, lam=hp["lam"](t), alpha=hp["alpha"](t),
-            tau=hp["tau"](t), inner_steps=inner_steps, batch_in=batch_in, batch_out=batch_out,
-            shared_samples=shared_samples, inner_normalized=inner_normalized)
-        dx, u = update.apply(h, s.u, hp["eta"](t), hp)
-        return PenaltyState(tree_sub(s.x, dx), y, z, u, t + 1, hp)
+            problem, s.x, s.y, s.z, key, lam=self.lam_at(hp, t), alpha=hp["alpha"](t),
+            tau=hp["tau"](t), inner_steps=self.inner_steps, batch_in=self.batch_in,
+            batch_out=self.batch_out, shared_samples=self.shared_samples,
+            inner_normalized=self.inner_normalized)
+        dx, u = self.update_rule().update(h, s.u, hp=hp, t=t)
+        return PenaltyState(optax.tree.sub(s.x, dx), y, z, u, t + 1, hp)
 
-    return init, step, lambda s: (s.x, s.z)
-
-
-__all__ = ["PenaltyState", "inner_loop", "penalty_directions", "penalty_solver"]
+    def params(self, s):
+        return s.x, s.z

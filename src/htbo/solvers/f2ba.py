@@ -5,20 +5,26 @@ Same directions as N²SBA (:mod:`htbo.solvers._penalty`), unnormalized outer ste
 """
 from __future__ import annotations
 
-from ..schedules import ScalarOrSchedule
-from ._penalty import penalty_solver
-from .base import Solver
+from ._penalty import PenaltyMethod
+from .base import numeric, solver, x_update
+from .n2sba import EXACT
 
 
-def f2ba(*, eta: ScalarOrSchedule = 0.01, lam: float = 30.0, alpha: ScalarOrSchedule = 0.05,
-         tau: ScalarOrSchedule = 0.05, inner_steps: int = 5, batch_in: int = 1,
-         batch_out: int = 8, shared_samples: bool = False) -> Solver:
-    """Stochastic F2BA with fixed penalty ``lam``."""
-    if callable(lam):
-        raise ValueError("f2ba: lam is fixed; use f2sa for a growing penalty")
-    hparams = dict(eta=eta, lam=lam, alpha=alpha, tau=tau, inner_steps=inner_steps,
-                   batch_in=batch_in, batch_out=batch_out, shared_samples=shared_samples)
-    return penalty_solver("f2ba", "plain", hp=dict(eta=eta, lam=lam, alpha=alpha, tau=tau),
-                          inner_steps=inner_steps, batch_in=batch_in, batch_out=batch_out,
-                          shared_samples=shared_samples, inner_normalized=False,
-                          hparams=hparams)
+@solver("f2ba", "stochastic F2BA: penalty hypergradient, fixed λ, plain outer step",
+        tests=dict(noise_free=(dict(EXACT, eta=0.1), 2000),
+                   small=dict(inner_steps=2, batch_in=3, batch_out=2)))
+class F2BA(PenaltyMethod):
+    """Stochastic F2BA with a fixed penalty ``lam``."""
+
+    eta: float = numeric(0.01, schedule=True)
+    lam: float = numeric(30.0, schedule=True)
+
+    def check(self):
+        if callable(self.lam):
+            raise ValueError("f2ba: lam is fixed; use f2sa for a growing penalty")
+
+    def update_rule(self):
+        return x_update()
+
+
+f2ba = F2BA

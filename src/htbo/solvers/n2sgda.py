@@ -1,4 +1,4 @@
-"""N²SGDA: the minimax specialization of N²SBA (Liu & Luo, 2025; ALGORITHMS.md §5).
+"""N²SGDA: the minimax specialization of N²SBA (Liu & Luo, 2025).
 
 K warm-started stochastic ascent steps on y, then a normalized descent step on x::
 
@@ -11,19 +11,23 @@ inner normalization options.
 """
 from __future__ import annotations
 
-from ..schedules import ScalarOrSchedule
-from ._minimax import nested_minimax
-from .base import Solver, check_unit
+from ..schedules import exponential
+from ._minimax import EXACT, SMALL, NestedMinimax
+from .base import numeric, solver, structural, x_update
 
 
-def n2sgda(*, eta: ScalarOrSchedule = 0.05, tau: ScalarOrSchedule = 0.05, inner_steps: int = 5,
-           batch_in: int = 1, batch_out: int = 8, momentum: float = 0.0,
-           inner_normalized: bool = False, eps: float = 1e-12) -> Solver:
+@solver("n2sgda", "N²SGDA: K ascent steps, normalized descent step (minimax)",
+        tests=dict(noise_free=(dict(EXACT, eta=exponential(0.5, 0.998)), 4000), small=SMALL))
+class N2SGDA(NestedMinimax):
     """N²SGDA with outer step ``eta`` and ascent step ``tau``."""
-    check_unit("momentum beta", momentum, "n2sgda")
-    hp = dict(eta=eta, tau=tau, inner_steps=inner_steps, batch_in=batch_in,
-              batch_out=batch_out, momentum=momentum, inner_normalized=inner_normalized)
-    return nested_minimax("n2sgda", "normalized", eta=eta, tau=tau, inner_steps=inner_steps,
-                          batch_in=batch_in, batch_out=batch_out,
-                          inner_normalized=inner_normalized, hparams=hp, momentum=momentum,
-                          eps=eps)
+
+    eta: float = numeric(0.05, schedule=True)
+    momentum: float = numeric(0.0, low=0.0, high=1.0, low_closed=True, optional=True, off=0.0,
+                              label="momentum beta")
+    eps: float = structural(1e-12, type=float)
+
+    def update_rule(self):
+        return x_update(momentum=self.active("momentum"), normalized=True, eps=self.eps)
+
+
+n2sgda = N2SGDA

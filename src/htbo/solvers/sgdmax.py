@@ -5,14 +5,17 @@
 """
 from __future__ import annotations
 
-from ..schedules import ScalarOrSchedule
-from ._minimax import nested_minimax
-from .base import Solver
+from ._minimax import EXACT, SMALL, NestedMinimax
+from .base import solver, x_update
 
 
-def sgdmax(*, eta: ScalarOrSchedule = 0.01, tau: ScalarOrSchedule = 0.05, inner_steps: int = 5,
-           batch_in: int = 1, batch_out: int = 8) -> Solver:
-    hp = dict(eta=eta, tau=tau, inner_steps=inner_steps, batch_in=batch_in, batch_out=batch_out)
-    return nested_minimax("sgdmax", "plain", eta=eta, tau=tau, inner_steps=inner_steps,
-                          batch_in=batch_in, batch_out=batch_out, inner_normalized=False,
-                          hparams=hp)
+@solver("sgdmax", "SGDmax: K ascent steps, plain descent step (minimax)",
+        tests=dict(noise_free=(dict(EXACT, eta=0.1), 4000), small=SMALL))
+class SGDmax(NestedMinimax):
+    """SGDmax with descent step ``eta`` and ascent step ``tau``."""
+
+    def update_rule(self):
+        return x_update()
+
+
+sgdmax = SGDmax

@@ -11,13 +11,16 @@ Hessian-vector product gives both ∇²_yy G v and ∇²_xy G v).
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+import optax
 
-from ..oracles import split, grad_f, grad_g_y, hvp_both_g, tree_add, tree_axpy, tree_sub, tree_zeros_like
-from ..schedules import ScalarOrSchedule, as_schedule, check_batch, check_positive
-from .base import Solver, check_clip, clipped, plain, program
+from ..oracles import grad_f, grad_g_y, hvp_both_g, split
+from ..schedules import ScalarOrSchedule
+from ..tree import axpy
+from .base import SOLVERS, Solver, numeric, solver, structural, x_update
 
 
 class SobaState(NamedTuple):
@@ -29,42 +32,57 @@ class SobaState(NamedTuple):
     hp: Any
 
 
-def soba(*, eta: ScalarOrSchedule = 0.01, rho: ScalarOrSchedule = 0.05, batch: int = 8,
-         clip: float | None = None) -> Solver:
-    """SOBA with outer step ``eta`` and inner/linear-system step ``rho`` (numeric: eta, rho,
-    clip; structure: batch, clipped or not)."""
-    name = "soba" if clip is None else "clipped-soba"
-    check_positive("eta", eta, name)
-    check_positive("rho", rho, name)
-    check_batch("batch", batch, name)
-    hp = dict(eta=as_schedule(eta), rho=as_schedule(rho))
-    if clip is not None:
-        check_clip(clip, name)
-        hp["clip"] = float(clip)
-    init, step, params = _soba_program(int(batch), clip is not None)
-    return Solver(name, init, step, 2 * batch, batch, params,
-                  dict(eta=eta, rho=rho, batch=batch, clip=clip), hp)
+_EXACT = dict(eta=0.1, rho=0.3)
 
 
-@program
-def _soba_program(batch, is_clipped):
-    update = clipped() if is_clipped else plain()
+@solver("soba", "SOBA: single loop, linear-system variable v by Hessian-vector products",
+        tests=dict(noise_free=(_EXACT, 2000), small=dict(batch=3)))
+class SOBA(Solver):
+    """SOBA with outer step ``eta`` and inner / linear-system step ``rho``."""
 
-    def init(problem, x0, y0, key, hp):
-        return SobaState(x0, y0, tree_zeros_like(y0), update.init(x0), jnp.zeros((), jnp.int32),
-                         hp)
+    eta: ScalarOrSchedule = numeric(0.01, schedule=True, doc="outer step η_t")
+    rho: ScalarOrSchedule = numeric(0.05, schedule=True, doc="step of z and v")
+    clip: float | None = numeric(None, optional=True, label="clipping threshold",
+                                 doc="clip level c of the outer step (None: no clipping)")
+    batch: int = structural(8)
 
-    def step(problem, s: SobaState, key):
+    @property
+    def name(self):
+        return "soba" if self.clip is None else "clipped-soba"
+
+    @property
+    def sfo_per_step(self) -> int:
+        return 2 * self.batch
+
+    @property
+    def hvp_per_step(self) -> int:
+        return self.batch
+
+    def update_rule(self):
+        return x_update(clip=self.active("clip"))
+
+    def init(self, problem, x0, y0, key, hp):
+        return SobaState(x0, y0, optax.tree.zeros_like(y0), self.update_rule().init(x0),
+                         jnp.zeros((), jnp.int32), hp)
+
+    def step(self, problem, s: SobaState, key):
         k1, k2, k3 = split(key, 3)
         rho_t = s.hp["rho"](s.t)
-        fx, fy = grad_f(problem, s.x, s.z, k1, batch)
-        hxv, hyv = hvp_both_g(problem, s.x, s.z, s.v, k2, batch)
-        gy = grad_g_y(problem, s.x, s.z, k3, batch)
-        z = tree_axpy(-rho_t, gy, s.z)
+        fx, fy = grad_f(problem, s.x, s.z, k1, self.batch)
+        hxv, hyv = hvp_both_g(problem, s.x, s.z, s.v, k2, self.batch)
+        gy = grad_g_y(problem, s.x, s.z, k3, self.batch)
+        z = axpy(-rho_t, gy, s.z)
         if problem.project_y is not None:
             z = problem.project_y(z)
-        v = tree_axpy(-rho_t, tree_add(hyv, fy), s.v)
-        dx, u = update.apply(tree_add(fx, hxv), s.u, s.hp["eta"](s.t), s.hp)
-        return SobaState(tree_sub(s.x, dx), z, v, u, s.t + 1, s.hp)
+        v = axpy(-rho_t, optax.tree.add(hyv, fy), s.v)
+        dx, u = self.update_rule().update(optax.tree.add(fx, hxv), s.u, hp=s.hp, t=s.t)
+        return SobaState(optax.tree.sub(s.x, dx), z, v, u, s.t + 1, s.hp)
 
-    return init, step, lambda s: (s.x, s.z)
+    def params(self, s):
+        return s.x, s.z
+
+
+soba = SOBA
+SOLVERS.register("clipped-soba", "SOBA with the outer step's norm clipped to c",
+                 partial(SOBA, clip=1.0),
+                 tests=dict(noise_free=(dict(_EXACT, clip=1.0), 2000), small=dict(batch=3)))

@@ -16,10 +16,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from ..oracles import split, grad_f, grad_g_y, hvp_yy_g, jvp_xy_g, tree_add, tree_axpy, tree_scale, tree_sub
-from ..schedules import ScalarOrSchedule, as_schedule, check_batch, check_positive
-from .base import Solver, program
+from ..oracles import grad_f, grad_g_y, hvp_yy_g, jvp_xy_g, split
+from ..schedules import ScalarOrSchedule
+from ..tree import axpy
+from .base import Solver, numeric, solver, structural
 
 
 class StocBiOState(NamedTuple):
@@ -29,50 +31,55 @@ class StocBiOState(NamedTuple):
     hp: Any
 
 
-def stocbio(*, eta: ScalarOrSchedule = 0.01, alpha: ScalarOrSchedule = 0.05,
-            inner_steps: int = 5, neumann_terms: int = 10, neumann_lr: float = 0.05,
-            batch_in: int = 1, batch_out: int = 8, batch_hvp: int = 8) -> Solver:
-    """StocBiO with ``neumann_terms`` = Q and Neumann step ``neumann_lr`` = γ (numeric:
-    eta, alpha, γ; structure: K, Q, batch sizes)."""
-    for k, v in (("eta", eta), ("alpha", alpha), ("neumann_lr", neumann_lr)):
-        check_positive(k, v, "stocbio")
-    for k, v in (("inner_steps", inner_steps), ("neumann_terms", neumann_terms),
-                 ("batch_in", batch_in), ("batch_out", batch_out), ("batch_hvp", batch_hvp)):
-        check_batch(k, v, "stocbio")
-    init, step, params = _stocbio_program(int(inner_steps), int(neumann_terms), int(batch_in),
-                                          int(batch_out), int(batch_hvp))
-    hp = dict(eta=as_schedule(eta), alpha=as_schedule(alpha), neumann_lr=float(neumann_lr))
-    return Solver("stocbio", init, step, inner_steps * batch_in + batch_out,
-                  (neumann_terms + 1) * batch_hvp, params,
-                  dict(eta=eta, alpha=alpha, inner_steps=inner_steps,
-                       neumann_terms=neumann_terms, neumann_lr=neumann_lr, batch_in=batch_in,
-                       batch_out=batch_out, batch_hvp=batch_hvp), hp)
+@solver("stocbio", "StocBiO: inner SGD, Neumann-series hypergradient (HVPs)",
+        tests=dict(noise_free=(dict(eta=0.1, alpha=0.3, inner_steps=10, neumann_terms=40,
+                                    neumann_lr=0.4), 2000),
+                   small=dict(inner_steps=2, neumann_terms=3, batch_in=2, batch_out=3,
+                              batch_hvp=4)))
+class StocBiO(Solver):
+    """StocBiO with ``neumann_terms`` = Q and Neumann step ``neumann_lr`` = γ."""
 
+    eta: ScalarOrSchedule = numeric(0.01, schedule=True, doc="outer step η_t")
+    alpha: ScalarOrSchedule = numeric(0.05, schedule=True, doc="inner step")
+    neumann_lr: float = numeric(0.05, doc="γ ≤ 1/ℓ of the Neumann series")
+    inner_steps: int = structural(5)
+    neumann_terms: int = structural(10)
+    batch_in: int = structural(1)
+    batch_out: int = structural(8)
+    batch_hvp: int = structural(8)
 
-@program
-def _stocbio_program(inner_steps, neumann_terms, batch_in, batch_out, batch_hvp):
-    def init(problem, x0, y0, key, hp):
+    @property
+    def sfo_per_step(self) -> int:
+        return self.inner_steps * self.batch_in + self.batch_out
+
+    @property
+    def hvp_per_step(self) -> int:
+        return (self.neumann_terms + 1) * self.batch_hvp
+
+    def init(self, problem, x0, y0, key, hp):
         return StocBiOState(x0, y0, jnp.zeros((), jnp.int32), hp)
 
-    def step(problem, s: StocBiOState, key):
+    def step(self, problem, s: StocBiOState, key):
         ky, kf, kn, kj = split(key, 4)
         project = problem.project_y or (lambda y: y)
         a, gamma = s.hp["alpha"](s.t), s.hp["neumann_lr"]
 
         def inner(y, k):
-            return project(tree_axpy(-a, grad_g_y(problem, s.x, y, k, batch_in), y)), None
+            return project(axpy(-a, grad_g_y(problem, s.x, y, k, self.batch_in), y)), None
 
-        y = jax.lax.scan(inner, s.y, split(ky, inner_steps))[0]
-        fx, fy = grad_f(problem, s.x, y, kf, batch_out)
+        y = jax.lax.scan(inner, s.y, split(ky, self.inner_steps))[0]
+        fx, fy = grad_f(problem, s.x, y, kf, self.batch_out)
 
         def neumann(carry, k):
             p, acc = carry
-            p = tree_sub(p, tree_scale(gamma, hvp_yy_g(problem, s.x, y, p, k, batch_hvp)))
-            return (p, tree_add(acc, p)), None
+            p = optax.tree.sub(p, optax.tree.scale(
+                gamma, hvp_yy_g(problem, s.x, y, p, k, self.batch_hvp)))
+            return (p, optax.tree.add(acc, p)), None
 
-        (_, acc), _ = jax.lax.scan(neumann, (fy, fy), split(kn, neumann_terms))
-        v = tree_scale(gamma, acc)
-        h = tree_sub(fx, jvp_xy_g(problem, s.x, y, v, kj, batch_hvp))
-        return StocBiOState(tree_axpy(-s.hp["eta"](s.t), h, s.x), y, s.t + 1, s.hp)
+        (_, acc), _ = jax.lax.scan(neumann, (fy, fy), split(kn, self.neumann_terms))
+        v = optax.tree.scale(gamma, acc)
+        h = optax.tree.sub(fx, jvp_xy_g(problem, s.x, y, v, kj, self.batch_hvp))
+        return StocBiOState(axpy(-s.hp["eta"](s.t), h, s.x), y, s.t + 1, s.hp)
 
-    return init, step, lambda s: (s.x, s.y)
+
+stocbio = StocBiO
