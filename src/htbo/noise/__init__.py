@@ -33,6 +33,9 @@ from .gauss import Gaussian
 from .pareto import Pareto
 from .stable import Stable
 from .student_t import StudentT, gamma_mt
+from ..registry import import_all
+
+import_all(__name__, __path__)  # every module of this package registers what it defines
 
 __all__ = ["Noise", "NoiseLaw", "NOISE_LAWS", "parse_noise", "gaussian", "student_t",
            "pareto", "stable"]

@@ -9,6 +9,9 @@ from .l2reg import l2reg
 from .minimax import minimax_problem, minimax_quadratic
 from .quadratic import quadratic, quadratic_data
 from .ridge_t import ridge_t
+from ..registry import import_all
+
+import_all(__name__, __path__)  # every module of this package registers what it defines
 
 
 def register_problem(name: str, constructor, summary: str = ""):

@@ -14,6 +14,9 @@ from .sgdmax import SGDmax, sgdmax
 from .soba import SOBA, soba
 from .stocbio import StocBiO, stocbio
 from .theory import TheoryPreset, n2sba_theory, n2sgda_theory
+from ..registry import import_all
+
+import_all(__name__, __path__)  # every module of this package registers what it defines
 
 
 def register_solver(name: str, constructor, summary: str = "", **meta):
