@@ -1,4 +1,4 @@
-"""Run the experiments of issue 11 and write the report (docs/results.md + docs/figures/).
+"""Run the experiments and write the report (docs/results.md + docs/figures/).
 
     PYTHONPATH=src python experiments/run.py                 # everything (hours): docs/results.md
     PYTHONPATH=src python experiments/run.py --quick         # smoke test (minutes): its own dir
