@@ -280,3 +280,22 @@ def test_diagnose_at_a_run_uses_its_last_iterate_problem_and_noise(tmp_path, cap
     assert abs(d["tails"]["g"]["alpha"] - 1.5) < 0.3     # t(1.5): see the bias table
     with pytest.raises(ValueError, match="not a run directory|no such file"):
         run_cli(["--at", str(tmp_path / "nothing"), "--out", str(out)])
+
+
+def test_minibatch_curvature_is_the_sharpest_sampled_hessian():
+    """quadratic-data at batch 1: a sample's lower Hessian is u_i u_iᵀ + μI, whose top
+    eigenvalue ‖u_i‖² + μ is far above the mean curvature; the estimate must be one of these
+    exact values (the largest of the sampled ones) — and at the full batch it falls back to
+    the scale of the mean Hessian's."""
+    from htbo.diagnostics.conditioning import lower_conditioning, minibatch_curvature
+    from htbo.problems import quadratic_data
+    p = quadratic_data(n_inner=64, n_outer=64, dim_x=4, dim_y=6)
+    u = np.asarray(p.data_g["u"], np.float64)
+    exact = np.sum(u**2, axis=1) + p.info["mu"]
+    one = minibatch_curvature(p, p.x0, p.y0, batch=1, draws=200)
+    assert np.min(np.abs(exact - one["L_batch"]) / exact) < 1e-4, (one, exact.max())
+    assert one["L_batch"] >= np.quantile(exact, 0.9)
+    full = lower_conditioning(p, p.x0, p.y0).L
+    assert one["L_batch"] > 3 * full
+    big = minibatch_curvature(p, p.x0, p.y0, batch=256, draws=50)["L_batch"]
+    assert full * 0.8 < big < 2 * full

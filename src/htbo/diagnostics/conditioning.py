@@ -21,7 +21,8 @@ from jax.flatten_util import ravel_pytree
 
 from .tail import to_plain
 
-__all__ = ["Conditioning", "lanczos_extremes", "lower_conditioning", "hvp_flat"]
+__all__ = ["Conditioning", "lanczos_extremes", "lower_conditioning", "hvp_flat",
+           "minibatch_curvature"]
 
 
 @dataclass
@@ -100,3 +101,50 @@ def lower_conditioning(problem, x, y, iters: int | None = 150, seed: int = 0) ->
     L, mu = r["hi"], r["lo"]
     kappa = L / mu if mu > 0 else math.inf
     return Conditioning(L, mu, kappa, dim, r["iters"], r["residual_hi"], r["residual_lo"])
+
+
+def minibatch_curvature(problem, x, y, batch: int, draws: int = 64, iters: int = 40,
+                        seed: int = 0) -> dict:
+    """The largest curvature a step on a minibatch of ``batch`` lower-level samples meets:
+    ``max_b |λ|_max(∇²_yy G(x, y; b))`` over ``draws`` random minibatches, each by ``iters``
+    power iterations on Hessian-vector products (``vmap``ped over the draws).
+
+    One sample's Hessian can be far sharper than the mean (``quadratic-data``: ~80×), so an
+    inner step that is stable on the full data (1/L̂) can diverge at batch 1; ``1/L̂_B`` with
+    ``L̂_B`` from here is stable for steps on minibatches of ``batch``. Without data (the
+    noise is injected, the Hessian is the full one) this is the full-data ``|λ|_max``.
+    Returns ``dict(L_batch=max, L_batch_q90=90% quantile, batch, draws)``."""
+    from ..oracles import sample_batch
+    problem = problem.replace(noise=None)
+    flat, unravel = ravel_pytree(y)
+    dim = int(flat.size)
+    if dim == 0:
+        raise ValueError("minibatch_curvature: y has no coordinates")
+    if problem.data_g is None:  # one Hessian: Lanczos gives its extreme eigenvalues exactly
+        r = lanczos_extremes(hvp_flat(problem, x, y), dim, min(dim, 150), seed)
+        top_abs = max(abs(r["hi"]), abs(r["lo"]))
+        return dict(L_batch=top_abs, L_batch_q90=top_abs, batch=int(batch), draws=1)
+    n_draws = int(draws)
+    key = jax.random.key(seed)
+    keys = jax.random.split(key, n_draws + 1)
+    v0 = jax.random.normal(keys[0], (n_draws, dim), flat.dtype)
+
+    @jax.jit
+    def top(problem, x, flat, v0, ks):
+        def one(v, k):
+            data = sample_batch(problem.data_g, k, batch, problem.sampling)
+            grad = jax.grad(lambda f: problem.g(x, unravel(f), data))
+            hv = lambda u: jax.jvp(grad, (flat,), (u,))[1]  # noqa: E731
+
+            def body(_, u):
+                w = hv(u)
+                return w / jax.numpy.maximum(jax.numpy.linalg.norm(w), 1e-30)
+            u = jax.lax.fori_loop(0, iters, body, v / jax.numpy.linalg.norm(v))
+            return jax.numpy.abs(u @ hv(u))
+        return jax.vmap(one)(v0, ks)
+
+    lams = np.asarray(top(problem, x, flat, v0, keys[1:]), np.float64)
+    if not np.all(np.isfinite(lams)):
+        raise ValueError("minibatch_curvature: a Hessian-vector product is not finite")
+    return dict(L_batch=float(lams.max()), L_batch_q90=float(np.quantile(lams, 0.9)),
+                batch=int(batch), draws=n_draws)
