@@ -65,12 +65,21 @@ class _Sched:
     def __hash__(self):
         return hash((type(self).__name__,) + tuple(_fmt(getattr(self, k)) for k in self._fields))
 
+    #: the fields that scale with the schedule's values (``scaled(c)(t) = c · self(t)``)
+    _magnitudes: tuple[str, ...] = ()
+
+    def scaled(self, c: float):
+        """The schedule ``t -> c · self(t)`` (same family, the other numbers kept)."""
+        return type(self)(*(float(c) * float(getattr(self, k)) if k in self._magnitudes
+                            else getattr(self, k) for k in self._fields))
+
 
 @jax.tree_util.register_pytree_node_class
 class InversePower(_Sched):
     """``value / (1 + t/t0)^power``; ``power = 0`` is the constant ``value``."""
 
     _fields = ("value", "t0", "power")
+    _magnitudes = ("value",)
 
     def __call__(self, t):
         return self.value / (1.0 + t / self.t0) ** self.power
@@ -87,6 +96,7 @@ class LinearGrowth(_Sched):
     """``min(start + rate·t, stop)``: a growing penalty λ_t (F2SA)."""
 
     _fields = ("start", "rate", "stop")
+    _magnitudes = ("start", "rate", "stop")
 
     def __call__(self, t):
         return jnp.minimum(self.start + self.rate * t, self.stop)
@@ -100,6 +110,7 @@ class Exponential(_Sched):
     """``value · rate^t`` (0 < rate <= 1): a fast decay for noise-free runs."""
 
     _fields = ("value", "rate")
+    _magnitudes = ("value",)
 
     def __call__(self, t):
         return self.value * self.rate ** t
