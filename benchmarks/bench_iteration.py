@@ -27,17 +27,9 @@ import sys
 import numpy as np
 
 import htbo
-from _workload import add_workload_args
+from _workload import add_workload_args, solvers
 from htbo.runner import cast_hp
 from htbo.problems import quadratic_data
-from htbo.solvers import f2sa, n2sba, soba
-
-
-def solvers(batch: int, k: int):
-    inner = dict(inner_steps=k, batch_in=batch, batch_out=batch, alpha=0.01, tau=0.01)
-    return {"SOBA": soba(eta=0.01, rho=0.01, batch=batch),
-            "F2SA": f2sa(eta=0.01, lam=10.0, **inner),
-            "N²SBA": n2sba(eta=0.01, lam=10.0, **inner)}
 
 
 def time_per_iter(problem, solver, steps: int, seeds: int, repeats: int):
@@ -51,11 +43,22 @@ def time_per_iter(problem, solver, steps: int, seeds: int, repeats: int):
     return statistics.median(times), comp[0]
 
 
-def with_constant_hp(solver):
+class WithConstantHp:
     """The same solver with its hyperparameters folded into the program as constants (how
-    htbo compiled before hyperparameters became data), to time against the traced ones."""
-    hp = cast_hp(solver.hp, np.float32)
-    return solver._replace(step=lambda prob, st, k: solver.step(prob, st._replace(hp=hp), k))
+    htbo compiled before hyperparameters became data), to time against the traced ones: its
+    ``program()`` step replaces ``state.hp`` by the solver's values before each step."""
+
+    def __init__(self, solver):
+        self.solver = solver
+        init, step, params = solver.program()
+        hp = cast_hp(solver.hp, np.float32)
+        self._program = (init, lambda prob, st, k: step(prob, st._replace(hp=hp), k), params)
+
+    def program(self):
+        return self._program
+
+    def __getattr__(self, name):  # name, hp, sfo_per_step, ... of the solver
+        return getattr(self.solver, name)
 
 
 def memory_child(n: int, dim: int, batch: int, k: int, name: str):
@@ -92,7 +95,7 @@ def main():
     print("| solver | as data | as constants | data ÷ constants |\n|---|---|---|---|")
     for name, s in sv.items():
         td, _ = time_per_iter(p, s, a.steps, 1, a.repeats)
-        tc, _ = time_per_iter(p, with_constant_hp(s), a.steps, 1, a.repeats)
+        tc, _ = time_per_iter(p, WithConstantHp(s), a.steps, 1, a.repeats)
         print(f"| {name} | {td * 1e6:.1f} µs | {tc * 1e6:.1f} µs | {td / tc:.2f} |", flush=True)
     print(f"\nPeak resident memory, n_inner = n_outer = {a.mem_n}, dims {a.dim} "
           "(fresh process each, build + 50 steps):\n")

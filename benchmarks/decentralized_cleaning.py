@@ -6,13 +6,14 @@ multi-process ``htbo launch`` run next to the simulated mode of the same task.
    metrics (φ(x̄), ‖∇φ(x̄)‖, ‖ȳ − y*(x̄)‖ by the evaluation-only route on the pooled problem,
    test accuracy and F1 at (x̄, ȳ), the network-average test accuracy over the agents' own
    (x_i, ŷ_i), consensus) and time per step.
-2. ``--launch K``: the same task on a ring of K agents, one process per agent (``htbo
-   launch``), against the simulated mode on the same ring (same steps, seed, evaluation
-   points). Per-step time = compiled-chunk time / steps (process 0's clock, stopped after
-   ``block_until_ready``; compile and evaluation excluded) in both modes; "wall" = the
-   whole command: for the launch, process start, ``jax.distributed`` handshake, building
-   the problem in every process, compile, steps, evaluation and output files; simulated:
-   building the problem, compile, steps and evaluation.
+2. ``--launch K``: the same task on a ring of K agents, one process per agent (the plan run
+   as ``htbo launch`` runs it, :func:`_launch.launch_plan`), against the simulated mode on
+   the same ring (same steps, seed, evaluation points). Per-step time = compiled-chunk time
+   / steps (process 0's clock, stopped after ``block_until_ready``; compile and evaluation
+   excluded) in both modes; "wall": for the launch, from starting the agents to their end
+   (process start, ``jax.distributed`` handshake, building the problem in every process,
+   compile, steps, evaluation, history and checkpoints); simulated: building the problem,
+   compile, steps and evaluation.
 
     PYTHONPATH=src python benchmarks/decentralized_cleaning.py                 # digits
     PYTHONPATH=src python benchmarks/decentralized_cleaning.py --dataset mnist --steps 2000 \\
@@ -21,10 +22,8 @@ multi-process ``htbo launch`` run next to the simulated mode of the same task.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +34,8 @@ import jax  # noqa: E402
 
 from htbo.decentralized import (decentralized_hypercleaning, make_dec_solver,  # noqa: E402
                                 parse_network, run_network, spectral_gap)
-from htbo.decentralized.launch import launch  # noqa: E402
+from htbo.plan import Entry, Plan  # noqa: E402
+from _launch import launch_plan  # noqa: E402
 
 # D-NSVRB: the best x-/y-steps of `htbo tune --network ring:8 --problem hypercleaning
 # --problem-arg dataset=digits --hp batch=32 --grid eta_x=0.3,1,3 --grid eta_y=0.05,0.2
@@ -63,21 +63,12 @@ def simulated(problem_args, network, m, steps, seed, n_evals):
 
 
 def distributed(problem_args, m, steps, seed, n_evals):
-    """``(final row, run_s, compile_s, wall_s, chunk_compiles)`` of ``htbo launch`` on ring:m."""
-    args = ["--problem", "hypercleaning", "--solver", "dnsvrb", "--network", f"ring:{m}",
-            "--steps", str(steps), "--seeds", f"{seed}-{seed}", "--n-evals", str(n_evals),
-            "--noise", "none"]
-    for k, v in problem_args.items():
-        args += ["--problem-arg", f"{k}={v}"]
-    for k, v in HP.items():
-        args += ["--hp", f"{k}={v}"]
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        launch(m, args, tmp, timeout_s=1800, env={"PYTHONPATH": str(ROOT / "src")}, quiet=True)
-        wall = time.perf_counter() - t0
-        meta = json.loads((Path(tmp) / "meta.json").read_text())
-        rows = [json.loads(s) for s in (Path(tmp) / "history.jsonl").read_text().splitlines()]
-    return rows[-1], meta["run_s"], meta["compile_s"], wall, meta.get("chunk_compiles")
+    """``(final row, run_s, compile_s, wall_s, chunk_compiles)`` of the launch on ring:m."""
+    plan = Plan(command="launch", problem="hypercleaning", problem_args=problem_args,
+                noise="none", network=f"ring:{m}", steps=steps, budget=None, seeds=[seed],
+                n_evals=n_evals, entries=[Entry(label="dnsvrb", solver="dnsvrb", hp=dict(HP))])
+    out = launch_plan(plan, m, timeout_s=1800)
+    return out["rows"][-1], out["run_s"], out["compile_s"], out["wall_s"], out["chunk_compiles"]
 
 
 def main():

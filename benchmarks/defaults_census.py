@@ -14,16 +14,12 @@ import time
 import numpy as np
 
 import htbo
+from htbo.plan import default_noise
 from htbo.problems import PROBLEMS, make_problem
 from htbo.solvers import SOLVERS, make_solver
 
 # problem -> keyword arguments for a quick census (data sets small enough for a laptop)
 ARGS = {"hypercleaning": dict(dataset="digits")}
-
-
-def documented_noise(problem):
-    from htbo.cli import default_noise
-    return default_noise(problem)
 
 
 def main():
@@ -35,15 +31,14 @@ def main():
     bad = 0
     for name in a.problems.split(","):
         base = make_problem(name, **ARGS.get(name, {}))
-        noises = {"none", documented_noise(base)}
+        noises = {"none", default_noise(base)}
         for noise in sorted(noises):
             p = make_problem(name, noise=None if noise == "none" else noise, **ARGS.get(name, {}))
-            minimax = bool(p.info.get("minimax"))
             for sn in sorted(SOLVERS):
                 s = make_solver(sn, problem=p)
-                if (s.problem_kind == "minimax") != minimax:
+                if (s.kind == "minimax") != (p.kind == "minimax"):
                     continue
-                metric = p.info.get("metric", "grad_norm")
+                metric = p.metric
                 t0 = time.perf_counter()
                 r = htbo.run(p, s, steps=htbo.steps_for_budget(s, a.budget),
                              seeds=range(a.seeds), n_evals=1, on_nonfinite="continue")

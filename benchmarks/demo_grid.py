@@ -14,7 +14,7 @@ import time
 import jax
 
 import htbo
-from htbo.cli import DEMO_NOISE, DEMO_PROBLEM
+from htbo.cli.commands import DEMO_NOISE, DEMO_PROBLEM
 from htbo.problems import make_problem
 from htbo.schedules import inverse_sqrt
 

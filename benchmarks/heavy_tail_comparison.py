@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 
+import htbo
 from htbo.problems import quadratic, with_noise
 from htbo.schedules import inverse_sqrt
 from htbo.solvers import f2ba, f2sa, n2sba
-from htbo.tuning import best_of_grid
 
 COMMON = dict(lam=10.0, alpha=0.05, tau=0.05, inner_steps=5, batch_in=1, batch_out=8)
 METHODS = {
@@ -49,10 +49,11 @@ def main():
         p = with_noise(quadratic(dim_x=10, dim_y=20, kappa=10.0), f"stable:{alpha:g}")
         cells = []
         for make, etas in METHODS.values():
-            best, finals, _ = best_of_grid(p, make, [dict(eta=e) for e in etas], a.budget,
-                                           range(a.seeds))
+            best = htbo.tune(p, make, {"eta": etas}, budget=a.budget, seeds=a.seeds,
+                             n_evals=1).best
+            finals, eta = np.array(best["finals"]), best["params"]["eta"]
             q20, q80 = np.quantile(finals, [0.2, 0.8])
-            cells.append(f"{np.median(finals):.3g} [{q20:.3g}, {q80:.3g}] (η={best['eta']:g})")
+            cells.append(f"{np.median(finals):.3g} [{q20:.3g}, {q80:.3g}] (η={eta:g})")
         print(f"| {alpha:g} | " + " | ".join(cells) + " |", flush=True)
     print(f"\nstart ‖∇φ‖ = {float(np.linalg.norm(p.grad_phi(p.x0))):.3g}; "
           f"total {time.perf_counter() - t0:.0f} s")

@@ -2,7 +2,7 @@
 
 On ``quadratic_data`` (n_inner = n_outer = 1024, dim_x = dim_y = 100, batch 64, K = 10, no
 injected noise; the sizes of the public bilevel benchmark's "simulated" problem), for one
-step compiled alone (``jax.jit(solver.step)``):
+step compiled alone (``jax.jit`` of the step of ``solver.program()``, the runner's):
 
 * XLA's ``cost_analysis()``: flops and "bytes accessed" (the cost model's numbers);
 * the same read off the optimized HLO: flops of the ``dot`` ops (2·m·k·n each), the bytes the
@@ -15,10 +15,10 @@ step compiled alone (``jax.jit(solver.step)``):
 * wall time per step through ``htbo.run`` (one fori_loop chunk, ``block_until_ready``
   inside the clock, compile apart), median of ``--repeats``.
 
-``--compare-sampler`` also measures, in the same run, the step with the oracles' sampler
-swapped back to ``jax.random.split`` / ``jax.random.randint`` (bit-identical samples; on
-CPU each Threefry call then becomes a rolled 5-trip ``while`` loop): the "before" of
-docs/benchmarks.md.
+``--compare-sampler`` also measures, in the same run, the step with :mod:`htbo.prng`'s
+sampler (key splits, minibatch indices) swapped back to ``jax.random.split`` /
+``jax.random.randint`` (bit-identical samples; on CPU each Threefry call then becomes a
+rolled 5-trip ``while`` loop): the "before" of docs/benchmarks.md.
 
     python benchmarks/profile_step.py                      # ~2 min on 2 cores
     python benchmarks/profile_step.py --compare-sampler    # + the jax.random sampler
@@ -38,21 +38,13 @@ import jax
 import numpy as np
 
 import htbo
-from _workload import add_workload_args
-import htbo.oracles as oracles
+import htbo.prng as prng
+from _workload import add_workload_args, solvers
 from htbo.problems import quadratic_data
-from htbo.solvers import f2sa, n2sba, soba
 
 _DTYPE_BYTES = {"f32": 4, "s32": 4, "u32": 4, "f64": 8, "s64": 8, "u64": 8, "pred": 1,
                 "f16": 2, "bf16": 2, "u8": 1, "s8": 1}
 _FREE = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast"}
-
-
-def solvers(batch: int, k: int):
-    inner = dict(inner_steps=k, batch_in=batch, batch_out=batch, alpha=0.01, tau=0.01)
-    return {"SOBA": soba(eta=0.01, rho=0.01, batch=batch),
-            "F2SA": f2sa(eta=0.01, lam=10.0, **inner),
-            "N²SBA": n2sba(eta=0.01, lam=10.0, **inner)}
 
 
 def _shape_bytes(shape: str) -> int:
@@ -138,22 +130,20 @@ def _dims(shape: str) -> list[int]:
 
 @contextlib.contextmanager
 def jax_random_sampler():
-    """Route the oracles' sampling through jax.random (the same samples, rolled loops)."""
-    saved = oracles._fast_path
-    oracles._fast_path = lambda key: False
+    """Route key splits and minibatch indices through jax.random (the same samples, rolled
+    loops)."""
+    saved = prng._fast_path
+    prng._fast_path = lambda key: False
     try:
         yield
     finally:
-        oracles._fast_path = saved
+        prng._fast_path = saved
 
 
 def profile(problem, solver, hlo_path=None):
     jax.clear_caches()  # jit caches by function: a swapped sampler must be traced anew
-    if hasattr(solver, "start"):  # hyperparameters in the state: init(..., key, hp)
-        st = solver.start(problem, jax.random.key(1))
-    else:
-        st = solver.init(problem, problem.x0, problem.y0, jax.random.key(1))
-    compiled = jax.jit(solver.step).lower(problem, st, jax.random.key(0)).compile()
+    st = solver.start(problem, jax.random.key(1))  # hyperparameters are data in the state
+    compiled = jax.jit(solver.program()[1]).lower(problem, st, jax.random.key(0)).compile()
     ca = compiled.cost_analysis()
     ca = ca[0] if isinstance(ca, (list, tuple)) else ca
     text = compiled.as_text()
@@ -226,9 +216,8 @@ def main():
     print(f"this machine, now: {rates['bytes_per_s'] / 1e9:.1f} GB/s streaming (16 MB matvec), "
           f"{rates['flops_per_s'] / 1e9:.1f} GFLOP/s (512³ matmul); floor of a step = "
           "max(dot flops / GFLOP/s, bytes needed / GB/s)\n")
-    samplers = [("unrolled" if hasattr(oracles, "_fast_path") else "jax.random",
-                 contextlib.nullcontext)]
-    if a.compare_sampler and hasattr(oracles, "_fast_path"):
+    samplers = [("unrolled", contextlib.nullcontext)]
+    if a.compare_sampler:
         samplers.append(("jax.random", jax_random_sampler))
     rows = []
     print("| solver | sampler | XLA flops | XLA bytes | dot flops | bytes needed | bytes charged "
