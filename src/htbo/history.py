@@ -13,7 +13,8 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["JsonlWriter", "read_jsonl", "group_curves", "summarize", "format_table", "quantile"]
+__all__ = ["JsonlWriter", "read_jsonl", "group_curves", "summarize", "format_table", "quantile",
+           "bands"]
 
 
 class JsonlWriter:
@@ -158,3 +159,14 @@ def format_table(summary: list[dict], metric: str = "grad_norm") -> str:
                      f"{s['time_s']:.3f} | {s['median']:.4g} | {s['q20']:.4g} | "
                      f"{s['q80']:.4g} | {what} |")
     return "\n".join(lines)
+
+
+def bands(values, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(median, q20, q80)`` over seeds along ``axis`` — the rule of every table and every
+    plotted band: a missing value (NaN: a seed that stopped, diverged) counts as ``inf``,
+    and quantiles are observed values (``inverted_cdf``), so a band never hides a failure."""
+    v = np.where(np.isnan(np.asarray(values, float)), np.inf, np.asarray(values, float))
+    med = np.median(v, axis=axis)
+    q20 = np.quantile(v, 0.2, axis=axis, method="inverted_cdf")
+    q80 = np.quantile(v, 0.8, axis=axis, method="inverted_cdf")
+    return med, q20, q80

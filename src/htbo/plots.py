@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from .history import _META, group_curves
+from .history import _META, bands, group_curves
 
 __all__ = ["plot_histories"]
 
@@ -20,7 +20,9 @@ def plot_histories(rows: list[dict], path: str, metric: str = "grad_norm",
                    diverged: dict | None = None) -> str:
     """Write a PNG with one panel per x-axis in ``xs``; log-scale metric; returns ``path``.
 
-    Seeds that diverged (``diverged``: ``{label: [(seed, step)]}``, or rows that stop before
+    Median and 20–80% band per evaluation follow the tables' rule (:func:`htbo.history.bands`:
+    a seed that stopped counts as ``inf``; where the median or a quantile is infinite, that
+    part of the curve or band is not drawn). Seeds that diverged (``diverged``: ``{label: [(seed, step)]}``, or rows that stop before
     the label's last step) are counted in the legend and their last finite value is marked
     with an ×; a curve with a single point is drawn as a marker so it stays visible."""
     import matplotlib
@@ -39,10 +41,9 @@ def plot_histories(rows: list[dict], path: str, metric: str = "grad_norm",
         for i, (label, (x, vals)) in enumerate(sorted(curves.items())):
             color = f"C{i % 10}"
             with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-                med = np.nanmedian(vals, axis=0)
-                lo = np.nanquantile(vals, 0.2, axis=0)
-                hi = np.nanquantile(vals, 0.8, axis=0)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med, lo, hi = bands(vals)  # the tables' rule: a stopped seed counts as inf
+            med, lo, hi = (np.where(np.isfinite(a), a, np.nan) for a in (med, lo, hi))
             finite_end = np.isfinite(vals[:, -1])
             n_div = max(len(diverged.get(label, [])), int(np.sum(~finite_end)))
             tag = f"{label} (n={vals.shape[0]}" + (f", {n_div} diverged)" if n_div else ")")
