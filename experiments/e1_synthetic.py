@@ -79,7 +79,7 @@ def _with_class(c):
     return c
 
 
-def report(cells, figdir, quick) -> str:
+def report(cells, figdir, quick, probes=None) -> str:
     lines = [__doc__.split("\n", 1)[1].strip(), "",
              "`quadratic`: 10×20, κ = 10; penalty methods B_in = 1, B_out = 8, α = τ = 0.05 "
              "(and the structural options K ∈ {5, 10}, inner normalization on/off); SOBA, "
