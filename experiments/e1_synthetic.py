@@ -59,7 +59,7 @@ def quadratic_cells(exp, noises, budget, seeds, eval_seeds, which=None, **kw):
 
 def cells(quick: bool):
     if quick:
-        return quadratic_cells(NAME, ("stable:1.5",), 3000, 2, 2, ("N²SBA", "nSOBA"),
+        return quadratic_cells(NAME, ("stable:1.5",), 3000, 2, 2, ("nSOBA",),
                                n_eta=2, max_rounds=1, n_evals=3)
     out = quadratic_cells(NAME, NOISES, 100_000, 5, 10)
     budget = 400_000

@@ -23,8 +23,8 @@ METHODS = ("N²SBA", "F2BA", "F2SA", "clipped F2SA", "clipped SOBA", "nSOBA", "n
 
 def cells(quick: bool):
     if quick:
-        return quadratic_cells(NAME, ("stable:1.2", "stable:2"), 3000, 2, 2,
-                               ("N²SBA", "F2BA"), n_eta=1, max_rounds=0, n_evals=3)
+        return quadratic_cells(NAME, ("stable:2",), 3000, 2, 2, ("N²SBA",), n_eta=1,
+                               max_rounds=0, n_evals=3)
     out = []
     for budget, alphas in ALPHAS.items():
         noises = [f"stable:{a:g}" for a in alphas

@@ -57,7 +57,7 @@ def cells(quick: bool):
         kw = dict(seeds=3, eval_seeds=5, n_evals=15)
         which = METHODS
         if quick:
-            budget, which = 20_000, ("N²SBA", "SOBA")
+            budget, which = 20_000, ("SOBA",)
             kw = dict(seeds=2, eval_seeds=2, n_evals=3, n_eta=1, max_rounds=0)
         for m in _methods(budget, which):
             out.append(Cell(NAME, f"{tag} ({args['dataset']})", noise, m,

@@ -31,7 +31,7 @@ CENTRES = {"N²SBA": 0.3, "F2BA": 0.01, "F2SA": 0.01, "clipped F2SA": 0.1, "SOBA
 def cells(quick: bool):
     budget, kw, probs, which = 200_000, dict(seeds=5, eval_seeds=10, n_evals=20), PROBLEMS, None
     if quick:
-        budget, probs, which = 4000, PROBLEMS[:1], ("N²SBA", "nSVRB")
+        budget, probs, which = 4000, PROBLEMS[:1], ("SOBA",)
         kw = dict(seeds=2, eval_seeds=2, n_evals=3, n_eta=1, max_rounds=1)
     ms = bilevel(0.01, CENTRES, batch_in=16, batch_out=32, batch=32, shared=True,
                  steps=budget // (3 * 5 * 16 + 3 * 32), which=which)

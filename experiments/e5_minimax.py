@@ -47,7 +47,7 @@ def cells(quick: bool):
         if quick:
             if name == "dro":
                 continue
-            noises, ms, budget = ["stable:1.5@1"], ms[:3:2], 3000
+            noises, ms, budget = ["stable:1.5@1"], ms[2:3], 3000
             kw = dict(seeds=2, eval_seeds=2, n_evals=3, n_eta=1, max_rounds=0)
         out += [Cell(NAME, name, n, m, dict(problem=name, args=args, noise=n), budget=budget,
                      noise_class=noise_class(n), **kw) for n in noises for m in ms]

@@ -38,7 +38,7 @@ def cells(quick: bool):
     settings, ms, budget = SETTINGS, methods(), 200_000
     kw = dict(seeds=3, eval_seeds=5, n_evals=15)
     if quick:
-        settings, ms, budget = SETTINGS[:1], [methods()[0], methods()[2]], 3000
+        settings, ms, budget = SETTINGS[:1], [methods()[0]], 3000
         kw = dict(seeds=2, eval_seeds=2, n_evals=3, n_eta=1, max_rounds=0)
     for net, split in settings:
         for m in ms:

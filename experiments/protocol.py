@@ -193,7 +193,7 @@ def run_cell(cell: Cell, out: str, log=print) -> dict:
     m = cell.method
     steps = steps_of(make(**{**hp, m.eta_key: m.eta}))
     g = grid(cell, steps)
-    res = htbo.tune(problem, make, g, budget=cell.budget, seeds=cell.seeds,
+    res = htbo.tune(problem, make, g, budget=cell.budget, seeds=list(range(cell.seeds)),
                     eval_seeds=list(range(EVAL_SEED0, EVAL_SEED0 + cell.eval_seeds)), hp=hp,
                     metric=cell.metric, n_evals=cell.n_evals, hvp_cost=HVP_COST,
                     max_rounds=cell.max_rounds, run_kwargs=rk, label=m.label)
@@ -213,7 +213,8 @@ def run_cell(cell: Cell, out: str, log=print) -> dict:
                table=[dict(label=t["label"], median=t["median"], q20=t["q20"], q80=t["q80"],
                            diverged=t["diverged"], full=t["full"], round=t["round"])
                       for t in res.table[:60]],
-               compile_s=res.compile_s, run_s=res.run_s)
+               compile_s=res.compile_s, run_s=res.run_s,
+               selection_seeds=list(res.seeds), fresh_seeds=list(res.eval_seeds))
     return _finish(cell, out, rec, t_start)
 
 

@@ -47,7 +47,7 @@ def point_str(params: dict) -> str:
 def edge_str(c: dict) -> str:
     parts = [f"{e['axis']} extended {e['side']} ({e.get('value', '')})" for e in
              c.get("extended", [])]
-    parts += [f"**{e['axis']} on its {e['side']} edge: {e.get('why', '')}**" for e in
+    parts += [f"**{e['axis']} on its {e['side']} edge: {e.get('reason', '')}**" for e in
               c.get("edges", [])]
     return "; ".join(parts)
 
@@ -142,7 +142,7 @@ def time_table(cells: list[dict], group) -> list[str]:
 
 def edge_count(cells: list[dict]) -> tuple[int, int, list[str]]:
     """``(cells whose best point is interior on every searched axis, cells, notes)``."""
-    notes = [f"{c['key']}: {e['axis']} ({e.get('why', '')})" for c in cells
+    notes = [f"{c['key']}: {e['axis']} ({e.get('reason', '')})" for c in cells
              for e in c.get("edges", [])]
     return sum(1 for c in cells if not c.get("edges")), len(cells), notes
 

@@ -135,6 +135,8 @@ def write_report(out: str, path: str, quick: bool) -> None:
         edges[2] += notes
         sections.append(f"## {mod.TITLE}\n\n{body}")
     when = f"{min(dates)[:10]} to {max(dates)[:10]}" if dates else "–"
+    if dates and min(dates)[:10] == max(dates)[:10]:
+        when = dates[0][:10]
     load = (f"load average (1 min) at the cells' start and end: median "
             f"{statistics.median(loads):.1f}, max {max(loads):.1f}" if loads else "")
     cost = ", ".join(f"{e} {n} cells in {w / 60:.0f} min" for e, (n, w) in walls.items() if n)
