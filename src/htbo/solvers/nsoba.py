@@ -53,10 +53,11 @@ class NSOBA(Solver):
     eps: float = structural(1e-12, type=float, doc="floor of the norms")
 
     def check(self):
-        if (self.inner_update == "clip") != self.active("inner_clip"):
-            raise ValueError(f"nsoba: inner_clip is set exactly when inner_update='clip', got "
-                             f"inner_update={self.inner_update!r}, "
-                             f"inner_clip={self.inner_clip!r}")
+        if self.inner_update == "clip" and not self.active("inner_clip"):
+            raise ValueError("nsoba: inner_update='clip' needs a clip level inner_clip, got none")
+        if self.inner_update != "clip" and self.active("inner_clip"):
+            raise ValueError(f"nsoba: inner_clip={self.inner_clip!r} is used only with "
+                             f"inner_update='clip', got inner_update={self.inner_update!r}")
 
     @property
     def sfo_per_step(self) -> int:

@@ -8,7 +8,8 @@ reduces to ``s = u``, so one step on the variables ``w = (x, y, v)`` reads::
 
     w⁺ = w − η_w T_w(u_w)                       per variable (η_v is ``eta_z``)
     u⁺ = D(w⁺; b) + (1 − β)(u − D(w; b))        STORM, the same minibatch b at both points
-    D^x = ∇_x F(x, y) + ∇²_xy G(x, y) v,  D^y = ∇_y G(x, y),  D^v = ∇²_yy G(x, y) v + ∇_y F(x, y)
+    D^x = ∇_x F(x, y) + ∇²_xy G(x, y) v,   D^y = ∇_y G(x, y),
+    D^v = ∇²_yy G(x, y) v + ∇_y F(x, y)
 
 ``T`` is ``update`` for x and ``inner_update`` (None: the same) for y and v: normalized
 ``d / max(‖d‖, eps)``, ``plain`` or ``clip`` (``d · min(1, c/‖d‖)``, ``c = clip``). β = 1
@@ -61,10 +62,12 @@ class NSVRB(Solver):
 
     def check(self):
         clipped = "clip" in (self.update, self.inner_update)
-        if clipped != self.active("clip"):
-            raise ValueError(f"nsvrb: clip is set exactly when an update is 'clip', got "
-                             f"update={self.update!r}, inner_update={self.inner_update!r}, "
-                             f"clip={self.clip!r}")
+        if clipped and not self.active("clip"):
+            raise ValueError(f"nsvrb: a 'clip' update needs a clip level clip, got none "
+                             f"(update={self.update!r}, inner_update={self.inner_update!r})")
+        if not clipped and self.active("clip"):
+            raise ValueError(f"nsvrb: clip={self.clip!r} is used only with a 'clip' update, got "
+                             f"update={self.update!r}, inner_update={self.inner_update!r}")
 
     @property
     def sfo_per_step(self) -> int:
