@@ -80,14 +80,14 @@ def test_nsvrb_shares_the_dnsvrb_step_and_numbers_are_data():
     ("nsoba", dict(momentum=-0.1), r"nsoba: momentum beta must be in \[0, 1\), got -0.1"),
     ("nsoba", dict(eta=0.0), "nsoba: eta must be a finite positive number, got 0.0"),
     ("nsoba", dict(rho=-0.5), "nsoba: rho must be a finite positive number, got -0.5"),
-    ("nsoba", dict(inner_update="sign"), "nsoba: inner_update must be one of 'plain', 'clip', "
-                                         "'normalized', got 'sign'"),
+    ("nsoba", dict(inner_update="sign"),
+     "nsoba: inner_update must be one of 'plain', 'clip', 'normalized', got 'sign'"),
     ("nsoba", dict(inner_update="clip"),
      "nsoba: inner_update='clip' needs a clip level inner_clip, got none"),
     ("nsoba", dict(inner_clip=1.0),
      "nsoba: inner_clip=1.0 is used only with inner_update='clip', got inner_update='plain'"),
-    ("nsoba", dict(inner_update="clip", inner_clip=0.0), "inner clipping threshold must be a "
-                                                          "finite positive number, got 0.0"),
+    ("nsoba", dict(inner_update="clip", inner_clip=0.0),
+     "nsoba: inner clipping threshold must be a finite positive number, got 0.0"),
     ("nsoba", dict(v_radius=-1.0), "nsoba: v_radius must be a finite positive number"),
     ("nsvrb", dict(beta=0.0), r"nsvrb: beta must be in \(0, 1\], got 0.0"),
     ("nsvrb", dict(beta=1.5), r"nsvrb: beta must be in \(0, 1\], got 1.5"),
