@@ -58,6 +58,13 @@ def test_sfo_and_hvp_per_step_match_a_run_time_count(name, hvp_calls):
         p = _counted(quadratic_data(n_inner=20, n_outer=20, dim_x=3, dim_y=4), calls)
     step = jax.jit(s.program()[1])
     st = s.start(p, jax.random.key(0))
+    jax.effects_barrier()
+    # the start evaluates nothing, or what the solver declares (nsvrb: STORM's first u)
+    hvp, evals = sum(n for _, n in hvp_calls), sum(n for _, n in calls)
+    assert hvp == getattr(s, "hvp_at_init", 0), (hvp, getattr(s, "hvp_at_init", 0))
+    assert evals - hvp == getattr(s, "sfo_at_init", 0), (evals, hvp)
+    calls.clear()
+    hvp_calls.clear()
     for i in range(2):
         st = step(p, st, jax.random.key(i))
     jax.effects_barrier()
