@@ -1,66 +1,48 @@
-"""The experiment driver (experiments/run.py): the whole ``--quick`` sweep (the CI smoke test
-of E1-E6), its cells and report, and a second invocation that skips every finished cell."""
-import importlib.util
+"""The experiments' quick sweep: every experiment runs a cell through the library's search
+and writes its report section; the protocol holds (an axis extended, a structural option
+tried, selection and reporting seeds disjoint, E7's transfer and re-tune); a second
+invocation skips every finished cell."""
 import json
 import os
+import pathlib
+import re
+import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _driver():
-    spec = importlib.util.spec_from_file_location(
-        "experiments_run", os.path.join(ROOT, "experiments", "run.py"))
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
-    return run
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_quick_sweep_runs_every_experiment_writes_the_report_and_resumes(tmp_path):
-    run = _driver()
-    out, report = tmp_path / "cells", tmp_path / "results.md"
-    argv = ["--quick", "--out", str(out), "--report", str(report)]
-    first = run.main(argv)
-    assert first["unavailable"] == {}, first["unavailable"]
-    ran = first["ran"]
-    for e in ("E1", "E2", "E3", "E4", "E5", "E6"):
-        assert any(k.startswith(e + "/") and "/probes/" not in k for k in ran), (e, ran)
-    # one cell in detail: equal budget, the fair grid (η₀ × {constant, isqrt} × 2nd axis)
-    with open(out / "E5/minimax-quadratic/stable_1.5_1/SGDA.json", encoding="utf-8") as fh:
-        cell = json.load(fh)
-    assert cell["method"] == "SGDA" and cell["budget"] == 4000 and cell["seeds"] == 2
-    assert cell["points"] == 4 and len(cell["best"]["finals"]) == 2
-    assert {"median", "q20", "q80"} <= set(cell["history"]["grad_norm"])
-    assert cell["history"]["sfo"][-1] == cell["sfo"] <= cell["budget"] and cell["hvp"] == 0
-    schedules = {t["label"].split("eta=")[1].split(",")[0] for t in cell["table"]}
-    assert any(s.startswith("isqrt:") for s in schedules) and \
-        any(not s.startswith("isqrt:") for s in schedules), schedules
-    # every cell's median metric is a number (or inf when diverged), never the start value
-    for k in ran:
-        if "/probes/" in k:
-            continue
-        with open(out / (k + ".json"), encoding="utf-8") as fh:
-            c = json.load(fh)
-        assert c["history"]["step"][-1] == c["steps"] > 0, k
-    text = report.read_text(encoding="utf-8")
-    for title in ("## E1", "## E2", "## E3", "## E4", "## E5", "## E6", "## Protocol"):
-        assert title in text, title
-    assert "No cell of this experiment has finished yet" not in text
-    figs = sorted(os.listdir(tmp_path / "figures"))
-    assert len(figs) >= 6 and all(f.endswith(".png") for f in figs), figs
-    for f in figs:  # every figure linked by the report exists
-        assert f"figures/{f}" in text, f
-    second = run.main(argv)
-    assert second["ran"] == [] and sorted(second["skipped"]) == sorted(ran)
-    # a stored cell made under other settings (here: an edited fingerprint) is not reported,
-    # is counted as missing, and is run again by the next sweep
-    row = "| minimax-quadratic | stable:1.5@1 | SGDA |"
-    assert row in text
-    path = out / "E5/minimax-quadratic/stable_1.5_1/SGDA.json"
-    cell["fingerprint"] = "0" * 12
-    path.write_text(json.dumps(cell), encoding="utf-8")
-    run.main(argv + ["--report-only"])
-    text = report.read_text(encoding="utf-8")
-    assert "1 stored cells were made under other settings" in text
-    assert row not in text
-    third = run.main(argv + ["--only", "E5"])
-    assert third["ran"] == ["E5/minimax-quadratic/stable_1.5_1/SGDA"], third["ran"]
+def test_quick_sweep_covers_the_protocol_and_resumes(tmp_path):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import run
+        out, rep = tmp_path / "out", tmp_path / "report" / "results.md"
+        stats = run.main(["--quick", "--out", str(out), "--report", str(rep)])
+        assert stats["ran"] and not stats["busy"]
+        cells = [json.loads(p.read_text()) for p in out.rglob("*.json")
+                 if "probes" not in p.parts]
+        by_exp = {c["exp"] for c in cells}
+        assert by_exp == set(run.MODULES), by_exp
+        tuned = [c for c in cells if "selection" in c and c["selection"] is not None]
+        for c in tuned:  # chosen on some seeds, reported on others
+            assert not set(c["selection_seeds"]) & set(c["fresh_seeds"]), c["key"]
+            assert len(c["fresh"]["finals"]) == c["eval_seeds"] == len(c["fresh_seeds"])
+        assert any(c["extended"] for c in tuned)                      # an axis extended
+        labels = " ".join(t["label"] for c in tuned for t in c["table"])
+        assert "inner_normalized=True" in labels and "inner_normalized=False" in labels
+        kinds = {c["problem"] for c in cells if c["exp"] == "E7"}
+        assert {"quadratic transferred", "quadratic re-tuned"} <= kinds
+        moved = next(c for c in cells if c["problem"] == "quadratic transferred")
+        assert moved["best"]["source"].startswith("E7/quadratic/")
+        text = rep.read_text()
+        for title in ("E1:", "E2:", "E3:", "E4:", "E5:", "E6:", "E7:"):
+            assert f"## {title}" in text
+        assert "÷ best re-tuned" in text or "divided by the best re-tuned" in text
+        for fig in re.findall(r"\]\((figures/[^)]+)\)", text):
+            assert (rep.parent / fig).exists(), fig
+        again = run.main(["--quick", "--out", str(out), "--report", str(rep)])
+        assert not again["ran"] and len(again["skipped"]) == len(stats["ran"])
+    finally:
+        sys.path.remove(str(ROOT / "experiments"))
+        for m in [m for m in sys.modules if m in (
+                "run", "protocol", "report", "methods") or re.match(r"e\d_", m)]:
+            del sys.modules[m]
