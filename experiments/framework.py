@@ -107,39 +107,20 @@ def done(out: str, cell: Cell) -> bool:
         return json.load(fh).get("fingerprint") == cell.fingerprint()
 
 
-def claim(out: str, cell: Cell) -> str | None:
-    """A lock file for ``cell`` (holding this process's id), or None when a live process holds
-    it: several ``run.py`` processes can share one cell store. A dead holder's lock is taken."""
+def claim(out: str, cell: Cell):
+    """The cell's lock (``htbo.locks.claim_cell``: a ``flock`` held while the cell runs), or
+    None when a live process holds it: several ``run.py`` processes can share one cell store.
+    Only a live holder's lock counts: an empty lock file, a dead or reused PID is not a
+    holder."""
+    from htbo.locks import claim_cell
     path = cell_path(out, cell) + ".lock"
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    pid = int(fh.read().strip() or 0)
-                os.kill(pid, 0)
-                return None  # its holder is alive
-            except (ProcessLookupError, ValueError, FileNotFoundError):
-                try:
-                    os.remove(path)  # stale: its holder died
-                except FileNotFoundError:
-                    pass
-                continue
-            except PermissionError:
-                return None
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(str(os.getpid()))
-        return path
-    return None
+    return claim_cell(path)
 
 
-def release(lock: str) -> None:
-    try:
-        os.remove(lock)
-    except FileNotFoundError:
-        pass
+def release(lock) -> None:
+    """Unlock and remove the cell's lock file."""
+    lock.release()
 
 
 def write_json(path: str, obj: dict) -> None:
