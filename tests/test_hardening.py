@@ -98,7 +98,7 @@ def test_second_launch_is_refused_and_agents_die_with_a_killed_launcher(tmp_path
             "--no-progress", "--out", str(d)]
     first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     logs = [d / "logs" / f"agent-{k}.log" for k in range(2)]
-    pids = []
+    pids, second = [], None
     try:
         def agent_pids():
             assert first.poll() is None, "the launch ended early"
@@ -122,11 +122,14 @@ def test_second_launch_is_refused_and_agents_die_with_a_killed_launcher(tmp_path
         live = {int(a) for a, st in (ln.split()[:2] for ln in ps.splitlines()[1:])
                 if not st.startswith("Z")}
         assert not live & set(pids), ps
-    finally:
-        for p in [first.pid, *pids]:
+    finally:  # never leave our processes behind, whatever failed above
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for p in pids:
             if _alive(p):
                 os.kill(p, signal.SIGKILL)
-        first.wait()
     assert main(["run", "--resume", str(d), "--no-progress"]) == 2
     assert f"htbo launch --resume {d}" in _err_line(capsys)
 
