@@ -231,9 +231,9 @@ def _check_data(data, which: str) -> None:
 def _float_leaves(tree, which: str):
     """``(where, dtype)`` of the floating leaves (the dtype a jitted program sees)."""
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        dt = getattr(leaf, "dtype", None)
         try:
-            dt = jax.dtypes.canonicalize_dtype(getattr(leaf, "dtype", None)
-                                               or np.result_type(leaf))
+            dt = jax.dtypes.canonicalize_dtype(np.result_type(leaf) if dt is None else dt)
         except TypeError:
             continue
         if jnp.issubdtype(dt, jnp.floating):
