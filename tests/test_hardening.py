@@ -166,7 +166,7 @@ def test_config_keeps_problem_noise_budget_and_seeds_flags_override_one_field(tm
         problem_args=pargs, noise="none", network=None, metric="grad_norm", budget=3000,
         steps=None, seeds=[3, 5], hvp_cost=0.0)))
 
-    def check(out, seeds, budget, labels):
+    def check(out, seeds, budget, labels):  # the rows, the records and the printed settings
         rows = _rows(out)
         assert {r["problem"] for r in rows} == {"quadratic-data"}
         assert {r["noise"] for r in rows} == {"none"}
@@ -176,6 +176,7 @@ def test_config_keeps_problem_noise_budget_and_seeds_flags_override_one_field(tm
             assert rec["problem_args"] == pargs
             assert budget - rec["sfo_per_step"] < max(r["sfo"] for r in rows) <= budget
         err = capsys.readouterr().err
+        assert f"x 2 seeds {seeds} (" in err
         assert "on quadratic-data(n_inner=64, n_outer=64, dim_x=2, dim_y=2), noise none" in err
     common = ["--n-evals", "2", "--no-progress"]
     assert main(["run", "--config", str(best), "--out", str(tmp_path / "a"), *common]) == 0

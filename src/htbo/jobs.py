@@ -282,7 +282,8 @@ def run_entries(res: Resolved, path: Path, *, resume: bool = False, progress: bo
             if runs is not None:
                 runs([dict(base, status="started", time=time.time())])
             args = ", ".join(f"{k}={v}" for k, v in res.plan.problem_args.items())
-            _say(writes, f"[htbo] {label}: {re.steps} steps x {len(seeds)} seeds "
+            which = "" if seeds == list(range(len(seeds))) else f" {seeds}"
+            _say(writes, f"[htbo] {label}: {re.steps} steps x {len(seeds)} seeds{which} "
                          f"({solver.sfo_per_step} SFO/step) on {res.plan.problem}"
                          f"{f'({args})' if args else ''}, noise {res.noise}")
             if re.grid:
