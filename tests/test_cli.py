@@ -253,3 +253,35 @@ def test_a_killed_run_resumes_with_identical_iterates(tmp_path):
     for k in b:
         assert (a[k]["grad_norm"], a[k]["phi"], a[k]["y_err"]) == \
             (b[k]["grad_norm"], b[k]["phi"], b[k]["y_err"]), k
+
+
+def test_sigterm_to_run_exits_143_with_resume_hint_and_an_incomplete_summary(tmp_path):
+    """SIGTERM while ``htbo run`` computes: exit 143, a last line saying how to continue, and
+    a summary.md that marks the solver incomplete at the last step it wrote."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    d, steps = tmp_path / "s", 10**7
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "src"))
+    proc = subprocess.Popen([sys.executable, "-m", "htbo.cli", "run", *_SMALL, "--steps",
+                             str(steps), "--n-evals", str(10**4), "--seeds", "2",
+                             "--out", str(d)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    hist = d / "history.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while not (hist.exists() and any(r["step"] > 0 for r in read_jsonl(str(hist)))):
+            assert proc.poll() is None and time.monotonic() < deadline, "no rows past step 0"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1].strip().splitlines()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err[-1].startswith("htbo: interrupted") and \
+        err[-1].endswith(f"continue with: htbo run --resume {d}"), err
+    done = max(r["step"] for r in _rows(d))
+    assert f"n2sba: incomplete: step {done} of {steps}" in (d / "summary.md").read_text()

@@ -368,3 +368,55 @@ def test_oserror_message_real_errors_and_fallback(tmp_path):
     assert oserror_message(OSError(errno.EMFILE, "Too many open files"), "p", "open") == \
         "cannot open p: Too many open files (EMFILE)"
     assert oserror_message(OSError("odd"), "p", "read") == "cannot read p: odd"
+
+
+def test_locked_error_waits_for_the_holders_record(tmp_path):
+    """A second writer that tries the lock between the holder's flock and the holder writing
+    its record still names the holder's PID (it waits for the record)."""
+    import fcntl
+    import threading
+    fd = os.open(tmp_path / locks.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # locked, record not written yet
+        later = threading.Timer(0.2, lambda: os.pwrite(fd, json.dumps(
+            {"pid": 4242, "command": "htbo run"}).encode(), 0))
+        later.start()
+        with pytest.raises(LockedError, match=r"\(PID 4242\b.*: htbo run\)"):
+            DirectoryLock(tmp_path).acquire()
+        later.join()
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- the CLI: one writer per run dir
+
+def test_two_concurrent_resumes_one_writes_the_other_is_refused_naming_it(tmp_path):
+    """Two ``htbo run --resume D`` started together: one exits 2 with one line naming the
+    other's PID; the other finishes, and the history holds every evaluation exactly once."""
+    from htbo.driver import eval_marks
+    from htbo.history import read_jsonl
+    from htbo.plan import Entry, Plan
+    d = tmp_path / "run"
+    steps, n_evals = 30_000, 5
+    d.mkdir()
+    plan = Plan(problem="quadratic", problem_args={"dim_x": 2, "dim_y": 2}, steps=steps,
+                budget=None, seeds=2, n_evals=n_evals, entries=[Entry("n2sba", "n2sba")])
+    (d / "config.json").write_text(json.dumps(plan.to_dict()))
+    cmd = [sys.executable, "-m", "htbo.cli", "run", "--resume", str(d), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, env=env) for _ in range(2)]
+    try:
+        errs = [p.communicate(timeout=180)[1] for p in procs]
+    finally:
+        kill_quietly(*procs)
+    codes = [p.returncode for p in procs]
+    assert sorted(codes) == [0, 2], (codes, errs)
+    lost, won = (0, 1) if codes[0] == 2 else (1, 0)
+    line = errs[lost].strip().splitlines()
+    assert len(line) == 1 and f"PID {procs[won].pid}" in line[0] and \
+        "in use by another htbo process" in line[0], line
+    keys = [(r["seed"], r["step"]) for r in read_jsonl(str(d / "history.jsonl"))]
+    want = {(s, m) for s in (0, 1) for m in [0, *eval_marks(steps, n_evals)]}
+    assert sorted(keys) == sorted(want)  # complete, nothing twice
+    assert [r["status"] for r in read_jsonl(str(d / "runs.jsonl"))] == ["started", "finished"]

@@ -28,7 +28,11 @@ from .plan import Plan, Resolved, jsonable_hp
 
 __all__ = ["execute_plan", "claim_run_dir", "run_entries", "prepare_resume", "summarize",
            "entry_config", "config_diff", "final_iterate", "read_plan", "load_json",
-           "last_records", "OUTPUT_FILES"]
+           "last_records", "OUTPUT_FILES", "Terminated"]
+
+#: the command line recorded in a directory's lock (for the message another writer gets);
+#: set by the CLI, else ``sys.argv``
+COMMAND: str | None = None
 
 OUTPUT_FILES = ("config.json", "runs.jsonl", "history.jsonl", "summary.md", "plot.png",
                 "best.json", "checkpoints", "logs", "meta.json", "iterates.npz")
@@ -44,6 +48,14 @@ def load_json(path: str, what: str):
         raise ValueError(f"{what} {path}: is a directory, not a JSON file") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{what} {path}: not valid JSON ({e})") from None
+
+
+class Terminated(Exception):
+    """SIGTERM received (``signum``): the run stops; rows and checkpoints are kept."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
 # -- configuration fingerprints ------------------------------------------------------------------
@@ -66,8 +78,9 @@ def fingerprint(cfg: dict) -> str:
 
 
 def config_diff(old: dict, new: dict, prefix: str = "") -> str | None:
-    """The first field (dotted path) where two configurations differ, with both values."""
-    for k in sorted(set(old) | set(new)):
+    """The first field (dotted path, in ``new``'s order: problem, ..., solver, hparams)
+    where two configurations differ, with both values."""
+    for k in [*new, *(k for k in old if k not in new)]:
         a, b = old.get(k, "<absent>"), new.get(k, "<absent>")
         if isinstance(a, dict) and isinstance(b, dict):
             d = config_diff(a, b, f"{prefix}{k}.")
@@ -84,23 +97,26 @@ def claim_run_dir(out, plan: Plan, *, resume: bool = False, overwrite: bool = Fa
                   command: str = ""):
     """Create ``out`` (or check it for ``resume``), take its lock, write ``config.json``;
     yields the directory's ``Path``, the lock held to the end."""
-    from .locks import DirectoryLock
+    from .locks import DirectoryLock, oserror_message
     p = Path(out)
+    option = "--resume" if resume else "--out"
     if p.exists() and not p.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a directory")
+        raise ValueError(f"{option} {out}: exists and is not a directory")
     if resume and not (p / "config.json").exists():
         raise ValueError(f"--resume {out}: no run to resume there (no config.json)")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        from .locks import oserror_message
-        raise ValueError(oserror_message(e, p, "create", option="--out")) from None
-    lock = DirectoryLock(p, command=command or " ".join(sys.argv))
+        raise ValueError(oserror_message(e, p, "create", option=option)) from None
+    lock = DirectoryLock(p, command=command or COMMAND or " ".join(sys.argv))
     try:
         lock.acquire()
     except OSError as e:
-        from .locks import oserror_message
-        raise ValueError(oserror_message(e, p, "write in", option="--out")) from None
+        if resume:
+            raise ValueError(f"--resume {out}: cannot write in it ({e.strerror or e}); a resume "
+                             "writes into the run's directory: make it writable, or resume a "
+                             "copy") from None
+        raise ValueError(oserror_message(e, p, "write in", option=option)) from None
     try:
         if not resume:
             if (p / "history.jsonl").exists() or (p / "config.json").exists():
@@ -178,6 +194,10 @@ def prepare_resume(res: Resolved, path: Path, *, truncate: bool = True):
     from .history import read_jsonl
     from .outputs import Checkpoint
     records = last_records(path)
+    gone = [lab for lab in records if lab not in {re.label for re in res.entries}]
+    if gone:
+        raise ValueError(f"--resume: config.json no longer has the solver {gone[0]!r} that ran "
+                         f"in {path}; restore config.json, or start again with --overwrite")
     starts, cut, skip = {}, {}, set()
     hist = path / "history.jsonl"
     rows = read_jsonl(str(hist), warn=truncate) if hist.exists() else []
@@ -186,7 +206,7 @@ def prepare_resume(res: Resolved, path: Path, *, truncate: bool = True):
         rec = records.get(label)
         _check_config(label, rec.get("config") if rec else None, cfg, "it started")
         if rec and rec.get("status") == "finished" and (
-                re.grid or _complete(rows, label, res.seeds, rec.get("steps"))):
+                re.grid or _complete(rows, label, res.seeds, rec)):
             skip.add(label)
             continue
         ck = Checkpoint(path, label)
@@ -215,13 +235,15 @@ def _owner(r: dict) -> str:
     return lab.split("[", 1)[0] if "[" in lab else lab
 
 
-def _complete(rows, label, seeds, steps) -> bool:
-    """Whether every seed has its final row (a truncated history loses the last one)."""
+def _complete(rows, label, seeds, rec: dict) -> bool:
+    """Whether every seed that did not diverge (``rec``: the finished record) has its final
+    row (a truncated history loses the last one)."""
+    steps = rec.get("steps")
     if steps is None:
         return True
     have = {r["seed"] for r in rows if _owner(r) == label and r["step"] == steps}
-    dead = {r["seed"] for r in rows if _owner(r) == label}  # diverged seeds stop early
-    return have == set(seeds) or have >= set(seeds) - dead
+    dead = {d.get("seed") for d in rec.get("diverged") or []}  # they stopped early
+    return have >= set(seeds) - dead
 
 
 def run_entries(res: Resolved, path: Path, *, resume: bool = False, progress: bool = True,
@@ -259,8 +281,11 @@ def run_entries(res: Resolved, path: Path, *, resume: bool = False, progress: bo
                 base["grid"] = cfg["grid"]
             if runs is not None:
                 runs([dict(base, status="started", time=time.time())])
-            _say(writes, f"[htbo] {label}: {re.steps} steps x {len(seeds)} seeds "
-                         f"({solver.sfo_per_step} SFO/step) on {problem.name}, noise {res.noise}")
+            args = ", ".join(f"{k}={v}" for k, v in res.plan.problem_args.items())
+            which = "" if seeds == list(range(len(seeds))) else f" {seeds}"
+            _say(writes, f"[htbo] {label}: {re.steps} steps x {len(seeds)} seeds{which} "
+                         f"({solver.sfo_per_step} SFO/step) on {res.plan.problem}"
+                         f"{f'({args})' if args else ''}, noise {res.noise}")
             if re.grid:
                 failed |= _run_grid(res, re, base, hist, runs, progress)
                 continue
@@ -310,7 +335,18 @@ def _drive_entry(res, re, ex, hist, checkpoint, start, progress, on_emit):
     import uuid
 
     from .driver import VmapExecutor, drive
+    from .metrics import curvature_watch
     kw = re.run_kwargs
+    watch = curvature_watch(res.problem, re.solver.program()[2], kw.get("metrics_fn")) \
+        if isinstance(ex, VmapExecutor) else None
+    if watch is not None and on_emit is not None:
+        first = on_emit
+
+        def on_emit(*a):
+            watch(*a)
+            first(*a)
+    elif watch is not None:
+        on_emit = watch
     labels = dict(kw.get("labels", {}), label=re.label)
     if not isinstance(ex, VmapExecutor):
         labels["mode"] = "distributed"
@@ -388,9 +424,26 @@ def execute_plan(plan: Plan, out, *, resume: bool = False, overwrite: bool = Fal
     run every entry into it; returns the exit code (1 when a seed diverged)."""
     res = plan.resolve()
     with claim_run_dir(out, plan, resume=resume, overwrite=overwrite) as path:
-        rc = run_entries(res, path, resume=resume, progress=progress)
+        try:
+            rc = run_entries(res, path, resume=resume, progress=progress)
+        except (KeyboardInterrupt, Terminated):
+            summarize_quietly(res, path)
+            raise
         summarize(res, path)
     return rc
+
+
+def summarize_quietly(res: Resolved, path: Path) -> None:
+    """After an interruption or a failure: ``summary.md`` (unfinished solvers marked
+    incomplete) and ``plot.png`` when there are rows; any error here is dropped (the one
+    that stopped the run is what the user needs)."""
+    import contextlib
+    import io
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            summarize(res, path)
+    except Exception:  # noqa: BLE001 - the interruption is reported, not this
+        pass
 
 
 def read_plan(run_dir: str, what: str = "--resume") -> Plan:
@@ -418,6 +471,9 @@ def final_iterate(run_dir: str, label: str | None = None, seed: int | None = Non
     best = Path(run_dir) / "best.json"
     if label is None and best.exists():
         cfg = load_json(str(best), "--at")
+        if not isinstance(cfg, dict):
+            raise ValueError(f"--at {run_dir}: {best} is damaged (expected a JSON object, got "
+                             f"{type(cfg).__name__})")
         label = cfg.get("label")
     res = plan.resolve()
     entries = [re for re in res.entries if not re.grid]

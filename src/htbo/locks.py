@@ -157,6 +157,11 @@ class DirectoryLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             info = _read_json(fd)
+            for _ in range(40):  # the holder writes its JSON right after locking: wait for it
+                if info and isinstance(info.get("pid"), int):
+                    break
+                time.sleep(0.025)
+                info = _read_json(fd)
             os.close(fd)
             raise LockedError(_locked_message(self.directory, info), info) from None
         except BaseException:

@@ -5,8 +5,15 @@ full data by an accurate lower-level solve (L-BFGS, warm-started at the solver's
 implicit-function linear system ``∇²_yy g · w = ∇_y f`` by conjugate gradients::
 
     ∇φ(x) = ∇_x f(x, y*) − ∇²_xy g(x, y*) w.
+
+That route assumes g strongly convex in y. Runs using it check, at their first evaluation,
+the curvature of g in y at the solver's point (Lanczos on Hessian-vector products,
+:func:`check_lower_curvature`) and warn once (:class:`NonconvexLowerLevelWarning`) when it
+is negative: such a problem should say ``hypergradient=False``.
 """
 from __future__ import annotations
+
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +21,12 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 
-__all__ = ["solve_lower", "implicit_grad_phi", "evaluate"]
+__all__ = ["solve_lower", "implicit_grad_phi", "evaluate", "NonconvexLowerLevelWarning",
+           "check_lower_curvature", "curvature_watch"]
+
+
+class NonconvexLowerLevelWarning(UserWarning):
+    """g has negative curvature in y where a run's ‖∇φ‖ is evaluated by L-BFGS + CG."""
 
 
 def _full(problem, which):
@@ -91,3 +103,44 @@ def evaluate(problem, x, y_hat, inner_iters: int = 200, cg_iters: int = 200) -> 
     if problem.metrics is not None:
         out.update(problem.metrics(x, y_hat))
     return out
+
+
+_warned: set = set()
+
+
+def check_lower_curvature(problem, x, y, iters: int = 20, rtol: float = 1e-3) -> float | None:
+    """The smallest eigenvalue of ``∇²_yy g(x, y)`` (full data, Lanczos with ≤ ``iters``
+    HVPs: an upper bound of the true one) when it is below ``-rtol`` times the largest in
+    magnitude, else None. Then a :class:`NonconvexLowerLevelWarning` is issued, once per
+    problem and process."""
+    from .diagnostics.conditioning import lower_conditioning
+    c = lower_conditioning(problem, x, y, iters)
+    if not c.mu < -rtol * max(abs(c.L), abs(c.mu)):
+        return None
+    key = (problem.name, id(problem.g))
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(
+            f"problem {problem.name!r}: g has negative curvature in y at the evaluated point "
+            f"(smallest eigenvalue of the y-Hessian {c.mu:.3g}, largest {c.L:.3g}): the lower "
+            "level is not convex, so phi and grad_norm from L-BFGS + CG are unreliable; build "
+            "the problem with hypergradient=False (then only its own metrics are reported)",
+            NonconvexLowerLevelWarning, stacklevel=2)
+    return c.mu
+
+
+def curvature_watch(problem, params, metrics_fn=None):
+    """An ``on_emit`` for the run loop that checks the curvature of g in y at member 0's
+    ``params(state) = (x, ŷ)`` after the first evaluation (:func:`check_lower_curvature`);
+    None when the run does not use the evaluation-only ‖∇φ‖ (``metrics_fn`` given, a
+    closed-form ``grad_phi``, or ``hypergradient=False``)."""
+    if metrics_fn is not None or not problem.hypergradient or problem.grad_phi is not None:
+        return None
+    done = []
+
+    def on_emit(step, states, rows):
+        if not done:
+            done.append(step)
+            x, y = params(jax.tree_util.tree_map(lambda a: a[0], states))
+            check_lower_curvature(problem, x, y)
+    return on_emit

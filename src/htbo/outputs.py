@@ -57,16 +57,25 @@ class Checkpoint:
     def load(self, template) -> dict:
         """The checkpoint as a run-loop ``resume`` dict; ``template`` gives the state structure
         (e.g. ``jax.eval_shape`` of the solver's batched init)."""
+        from .locks import oserror_message
+        try:
+            archive = zipfile.is_zipfile(self.path)
+        except OSError as e:
+            raise ValueError(oserror_message(e, self.path, "read")) from None
+        if not archive:  # truncated, overwritten, or not written by htbo
+            raise self._damaged("not an .npz archive")
         try:
             with np.load(self.path, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode())
                 leaves = [z[f"leaf{i}"] for i in range(meta["n_leaves"])]
                 keys = jax.random.wrap_key_data(z["keys"])
-        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, UnicodeDecodeError) as e:
+                out = dict(keys=keys, step=int(meta["step"]), run_s=float(meta["run_s"]),
+                           dead=dict(meta["dead"]), config=meta.get("config"))
+        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, TypeError,
+                UnicodeDecodeError) as e:
             why = str(e).splitlines()[0] if str(e) else ""
             raise self._damaged(f"{type(e).__name__}: {why}".rstrip(": ")) from None
         except OSError as e:
-            from .locks import oserror_message
             raise ValueError(oserror_message(e, self.path, "read")) from None
         tdef = jax.tree_util.tree_structure(template)
         want = jax.tree_util.tree_leaves(template)
@@ -75,9 +84,8 @@ class Checkpoint:
             raise ValueError(f"checkpoint {self.path} does not match this solver's state (was "
                              "the run's configuration changed?); delete it to restart this "
                              "solver from step 0")
-        states = jax.tree_util.tree_unflatten(tdef, [jax.numpy.asarray(a) for a in leaves])
-        return dict(states=states, keys=keys, step=meta["step"], run_s=meta["run_s"],
-                    dead=meta["dead"], config=meta.get("config"))
+        out["states"] = jax.tree_util.tree_unflatten(tdef, [jax.numpy.asarray(a) for a in leaves])
+        return out
 
 
 def write_summary(out: Path, rows: list[dict], title: str, metric: str = "grad_norm",

@@ -94,8 +94,8 @@ def _import(ref: str, what: str):
 def check_problem_args(ctor: Callable, args: dict, what: str) -> dict:
     """``args`` checked against ``ctor``'s signature: unknown names, and values whose type
     does not fit the default's (a number where a number is expected, true/false for a
-    boolean) are refused with a message naming the argument; integral floats become ints
-    where the default is an int."""
+    boolean: true/false, 1/0, yes/no) are refused with a message naming the argument;
+    integral floats become ints where the default is an int."""
     try:
         sig = inspect.signature(getattr(ctor, "__wrapped__", ctor))
     except (TypeError, ValueError):
@@ -122,7 +122,10 @@ def _coerce(k, v, default, what):
     if isinstance(default, bool):
         if isinstance(v, bool):
             return v
-        raise ValueError(f"{what}: argument {k} must be true or false, got {v!r}")
+        if isinstance(v, int) and v in (0, 1):
+            return bool(v)
+        raise ValueError(f"{what}: argument {k} must be true or false (or 1/0, yes/no), "
+                         f"got {v!r}")
     if isinstance(default, (int, float)):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"{what}: argument {k} must be a number, got {v!r}")
@@ -349,4 +352,8 @@ class Resolved:
                 except ValueError as err:
                     raise ValueError(f"{point_label(e.solver, point)}: {err}") from None
         solver, dec, kw = setup(hp)
+        if not self.plan.network:  # (network_setup checks one agent's problem)
+            from .problems.base import validate_problem
+            from .runner import batch_sizes
+            validate_problem(self.problem, batch_sizes(solver))
         return ResolvedEntry(e, hp, grid, solver, dec, self.steps_for(solver), make, kw)

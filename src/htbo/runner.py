@@ -126,13 +126,15 @@ def execute(problem, solver, hp_b, seeds: list[int], member_labels: list[dict], 
                       eval_options=eval_options)
     base = dict(run_id=run_id or uuid.uuid4().hex[:8], solver=solver.name,
                 problem=problem.name, noise=str(problem.noise) if problem.noise else "none")
+    from .metrics import curvature_watch
+    watch = curvature_watch(problem, solver.program()[2], metrics_fn)
     result = drive(ex, steps=steps, n_evals=n_evals, seeds=list(seeds),
                    member_labels=member_labels, base=base, sfo_per_step=solver.sfo_per_step,
                    hvp_per_step=solver.hvp_per_step, counters=counters, writer=writer,
                    checkpoint=checkpoint, resume=resume, on_nonfinite=on_nonfinite,
                    max_chunk_s=max_chunk_s, progress=progress,
                    progress_desc=progress_desc or f"{solver.name} on {problem.name}",
-                   until=until, time_share=time_share)
+                   until=until, time_share=time_share, on_emit=watch)
     result.meta["hparams"] = dict(getattr(solver, "hparams", {}))
     if result.nonfinite is not None and on_nonfinite == "raise":
         nf = result.nonfinite

@@ -18,7 +18,7 @@ import signal
 import sys
 
 from ..parsing import parse_assignments, parse_seeds, parse_value
-from .common import Terminated
+from .common import Failure, Terminated
 
 __all__ = ["main", "parse_value", "parse_assignments", "parse_seeds", "build_parser"]
 
@@ -44,7 +44,12 @@ def _sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    import shlex
+
+    from .. import jobs
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    jobs.COMMAND = "htbo " + shlex.join(argv)  # what a second writer's message shows
     previous = signal.signal(signal.SIGTERM, _sigterm) if \
         signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else None
     try:
@@ -52,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ImportError, MemoryError) as e:
         print(f"htbo: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except Failure as e:
+        print(f"htbo: error: {_one_line(e)}", file=sys.stderr)
+        return 1
     except OSError as e:
         from ..locks import oserror_message
         where = getattr(e, "filename", None) or getattr(args, "out", None) or "."

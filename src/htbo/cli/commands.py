@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..parsing import parse_assignments, parse_list
 from ..plan import Entry, jsonable_hp
-from .common import add_budget, add_output, add_problem, load_config, plan_from_args
+from .common import Failure, add_budget, add_output, add_problem, load_config, plan_from_args
 
 __all__ = ["configure", "DEMO_SOLVERS", "DEMO_PROBLEM", "DEMO_NOISE"]
 
@@ -19,8 +19,16 @@ def _execute(args, plan):
 
 
 def _resume(args) -> int:
+    """Continue a run, compare or demo directory (a launch continues with ``htbo launch
+    --resume``, distributed as it began; a tune starts again)."""
     from ..jobs import execute_plan, read_plan
     plan = read_plan(args.resume)
+    if plan.command == "launch":
+        raise ValueError(f"--resume {args.resume}: a launch directory (one process per agent); "
+                         f"continue it with: htbo launch --resume {args.resume}")
+    if plan.command == "tune":
+        raise ValueError(f"--resume {args.resume}: a tune directory; a tune does not resume: "
+                         "run it again with --overwrite")
     return execute_plan(plan, args.resume, resume=True, progress=not args.no_progress)
 
 
@@ -132,7 +140,12 @@ def cmd_plot(args):
             diverged.setdefault(r["label"], []).append((d["seed"], d["step"]))
     table = format_table(summarize(rows, args.metric, diverged), args.metric)
     out = args.png or os.path.join(os.path.dirname(path), f"plot-{args.metric}.png")
-    plot_histories(rows, out, metric=args.metric, diverged=diverged)
+    try:
+        plot_histories(rows, out, metric=args.metric, diverged=diverged)
+    except OSError as e:
+        from ..locks import oserror_message
+        raise Failure(oserror_message(e, out, "write") + "; --png PATH writes the plot "
+                      "elsewhere") from None
     print(table)
     print(f"plot: {out}")
     return 0
@@ -172,8 +185,8 @@ def configure(sub) -> None:
                    help="start from a best.json written by htbo tune: its solver, "
                         "hyperparameters, problem, noise, budget and seeds (flags override)")
     p.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue the run (or launch) in DIR from its last checkpoint (other "
-                        "flags ignored)")
+                   help="continue the run, compare or demo in DIR from its last checkpoints "
+                        "(other flags ignored)")
     add_budget(p)
     add_output(p)
     p.set_defaults(func=cmd_run)

@@ -8,9 +8,15 @@ run directory's ``config.json`` (``--resume``).
 from __future__ import annotations
 
 from ..parsing import int_like, parse_assignments
+from ..jobs import Terminated  # noqa: F401 - raised by the CLI's SIGTERM handler
 from ..plan import DEFAULT_NOISE, Plan, jsonable_hp
 
-__all__ = ["add_budget", "add_problem", "add_output", "plan_from_args", "load_config"]
+__all__ = ["add_budget", "add_problem", "add_output", "plan_from_args", "load_config",
+           "Failure"]
+
+
+class Failure(Exception):
+    """A failure that is not the user's input (exit code 1), its message one line."""
 
 
 def add_budget(p, *, seeds_help: str = "a count N (seeds 0..N-1), a list 0,3,7 or a range "
@@ -84,13 +90,15 @@ def plan_from_args(args, command: str, config: dict | None = None, **fixed) -> P
     n_evals = pick("n_evals", "n_evals", 25)
     if n_evals < 1:
         raise ValueError(f"--n-evals must be >= 1, got {n_evals}")
-    pargs = dict(config.get("problem_args") or {})
+    problem = pick("problem", "problem", "quadratic")
+    # the config's problem arguments belong to the config's problem
+    pargs = dict(config.get("problem_args") or {}) if problem == config.get("problem") else {}
     pargs.update(jsonable_hp(parse_assignments(getattr(args, "problem_arg", None),
                                                "--problem-arg", schedules=False)))
     from ..parsing import parse_seeds
     seeds = pick("seeds", "seeds", 5)
     seeds = parse_seeds(",".join(map(str, seeds)) if isinstance(seeds, list) else seeds)
-    kw = dict(command=command, problem=pick("problem", "problem", "quadratic"),
+    kw = dict(command=command, problem=problem,
               problem_args=pargs, noise=pick("noise", "noise", None),
               network=pick("network", "network", None), steps=steps, budget=budget,
               hvp_cost=pick("hvp_cost", "hvp_cost", 0.0), seeds=seeds, n_evals=n_evals,
@@ -98,11 +106,4 @@ def plan_from_args(args, command: str, config: dict | None = None, **fixed) -> P
     kw.update(fixed)
     return Plan(**kw)
 
-
-class Terminated(Exception):
-    """SIGTERM received (``signum``): the run stops; rows and checkpoints are kept."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
 

@@ -40,9 +40,10 @@ def _plan(args):
     from ..jobs import read_plan
     if args.resume:
         plan = read_plan(args.resume)
-        if not plan.network:
-            raise ValueError(f"--resume {args.resume}: not a decentralized run (no network); "
-                             "continue it with htbo run --resume")
+        if plan.command != "launch" or not plan.network:
+            raise ValueError(f"--resume {args.resume}: not a launch directory (it holds a "
+                             f"{plan.command}); continue it with: htbo run --resume "
+                             f"{args.resume}")
         return plan
     args.network = _network(args.network, args.agents)
     plan = plan_from_args(args, "launch")
@@ -52,7 +53,7 @@ def _plan(args):
 
 
 def cmd_launch(args) -> int:
-    from ..jobs import claim_run_dir, prepare_resume, summarize
+    from ..jobs import claim_run_dir, prepare_resume, summarize, summarize_quietly
     from .launch import AgentFailed, Interrupted, launch
     if not args.timeout > 0:
         raise ValueError(f"--timeout must be positive, got {args.timeout}")
@@ -80,12 +81,10 @@ def cmd_launch(args) -> int:
         try:
             launch(m, worker, path, timeout_s=args.timeout, heartbeat_s=args.heartbeat,
                    quiet=args.no_progress)
-        except Interrupted as e:
-            print(str(e), file=sys.stderr)
-            return 128 + e.signum
         except AgentFailed as e:
-            print(str(e), file=sys.stderr)
-            return 1
+            summarize_quietly(res, path)  # unfinished solvers marked incomplete
+            print(f"{e}; continue with: htbo launch --resume {path}", file=sys.stderr)
+            return 128 + e.signum if isinstance(e, Interrupted) else 1
         summarize(res, path)
     return 0
 

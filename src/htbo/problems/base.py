@@ -228,16 +228,51 @@ def _check_data(data, which: str) -> None:
     tree_check_finite(data, which)
 
 
+def _float_leaves(tree, which: str):
+    """``(where, dtype)`` of the floating leaves (the dtype a jitted program sees)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        dt = getattr(leaf, "dtype", None)
+        try:
+            dt = jax.dtypes.canonicalize_dtype(np.result_type(leaf) if dt is None else dt)
+        except TypeError:
+            continue
+        if jnp.issubdtype(dt, jnp.floating):
+            yield f"{which}{jax.tree_util.keystr(path)}", np.dtype(dt)
+
+
+def _check_dtypes(problem: BilevelProblem, name: str) -> None:
+    """The iterates share one float dtype; data never widen it (the updates would change
+    the iterates' dtype inside compiled loops)."""
+    ref = None
+    for which in ("x0", "y0"):
+        for where, dt in _float_leaves(getattr(problem, which), which):
+            if ref is None:
+                ref = (where, dt)
+            elif dt != ref[1]:
+                raise ValueError(f"{name}: {where} is {dt} but {ref[0]} is {ref[1]}: give "
+                                 "every leaf of x0 and y0 one float dtype (mixed precision "
+                                 "is not supported)")
+    if ref is None:
+        return
+    for which in ("data_f", "data_g"):
+        for where, dt in _float_leaves(getattr(problem, which), which):
+            if jnp.promote_types(dt, ref[1]) != ref[1]:
+                raise ValueError(f"{name}: {where} is {dt}, wider than the iterates' {ref[1]} "
+                                 f"({ref[0]}): cast the data to {ref[1]} or x0 and y0 to {dt}")
+
+
 def validate_problem(problem: BilevelProblem, batch_sizes: tuple[int, ...] = ()) -> None:
     """Check a problem before running it; raise ``ValueError`` with a clear message.
 
-    Checks: finite data and initial points, consistent sample counts, f and g accept
-    ``(x0, y0, batch)`` and return scalars, y-gradients have y's structure, and that
-    ``noreplace`` batches fit in the data.
+    Checks: finite data and initial points, one float dtype for every leaf of x0 and y0
+    and no data leaf of a wider float dtype (mixed precision is refused, naming the leaf),
+    consistent sample counts, f and g accept ``(x0, y0, batch)`` and return scalars,
+    y-gradients have y's structure, and that ``noreplace`` batches fit in the data.
     """
     name = f"problem {problem.name!r}"
     if problem.sampling not in _SAMPLING:
         raise ValueError(f"{name}: sampling must be one of {_SAMPLING}, got {problem.sampling!r}")
+    _check_dtypes(problem, name)
     tree_check_finite(problem.x0, f"{name}: x0")
     tree_check_finite(problem.y0, f"{name}: y0")
     for which, data in (("data_f", problem.data_f), ("data_g", problem.data_g)):
