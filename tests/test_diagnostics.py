@@ -159,23 +159,30 @@ def test_diagnose_cli_recovers_the_injected_alpha(tmp_path, capsys):
         assert t["block_sum"]["lo"] <= 1.5 <= t["block_sum"]["hi"]
     assert abs(d["kappa"] / 6 - 1) < 1e-3
     rec = d["recommendation"]
-    assert rec["noise_class"] == "heavy" and rec["solver"] == "n2sba"
-    assert rec["hparams"]["alpha"] == pytest.approx(0.5 / 6, rel=0.1)   # 0.5 / L̂
+    # heavy noise on a bilevel problem: a race of N²SBA, clipped SOBA and SOBA (at least)
+    assert rec["noise_class"] == "heavy" and {"n2sba", "clipped-soba", "soba"} <= set(
+        rec["solvers"])
+    tune = rec["tune"]
+    assert tune["solvers"] == rec["solvers"] and tune["hvp_cost"] == 1.0
+    # inner steps 1/L̂_B: no data, so the minibatch Hessian is the full one, L̂ = κ = 6
+    assert tune["hp"]["n2sba"]["alpha"] == tune["hp"]["soba"]["rho"] == pytest.approx(1 / 6,
+                                                                                    rel=0.05)
     # λ: the smallest candidate whose measured bias is at most half the target accuracy
     limit = 0.5 * 0.25 * d["grad_phi_norm"]
     ok = [b["lam"] for b in d["penalty_bias"] if b["bias"] <= limit]
-    assert rec["hparams"]["lam"] == ok[0]
+    assert tune["hp"]["n2sba"]["lam"] == ok[0]
     biases = [b["bias"] for b in d["penalty_bias"]]
     assert all(b2 < b1 for b1, b2 in zip(biases, biases[1:]))           # ~ 1/λ
     cmd = rec["commands"][0]
     assert cmd.startswith("htbo tune --problem quadratic --problem-arg dim_x=4")
-    assert "--noise stable:1.5" in cmd and "--grid eta=isqrt:0.03:200,isqrt:0.1:200" in cmd
-    assert "--budget 200000 --seeds 8" in cmd
-    assert d["theory"]["solver"] == "n2sba" and d["theory"]["lam"] > rec["hparams"]["lam"]
+    assert "--noise stable:1.5" in cmd and f"--solvers {','.join(rec['solvers'])}" in cmd
+    assert f"--hp n2sba.lam={ok[0]:g}" in cmd and "--hvp-cost 1 --budget 200000 --seeds 8" \
+        in cmd
+    assert d["theory"]["solver"] == "n2sba" and d["theory"]["lam"] > ok[0]
     md = (out / "diagnosis.md").read_text()
     assert "Recommendation" in md and cmd in md
     assert (out / "survival.png").stat().st_size > 10_000
-    assert "recommendation: normalized" in capsys.readouterr().out
+    assert "recommendation (heavy noise): a race of" in capsys.readouterr().out
 
 
 def test_deterministic_gradients_are_reported_as_such(tmp_path):
@@ -299,3 +306,29 @@ def test_minibatch_curvature_is_the_sharpest_sampled_hessian():
     assert one["L_batch"] > 3 * full
     big = minibatch_curvature(p, p.x0, p.y0, batch=256, draws=50)["L_batch"]
     assert full * 0.8 < big < 2 * full
+
+
+def test_candidates_and_quotes_come_from_the_evidence_rows():
+    """The race's candidates: the class's base set plus every method that won or tied the
+    winner in matching measured settings; the advice quotes those rows, and says when none
+    matches. No number in the library: the rows are data."""
+    from htbo.diagnostics import evidence
+    from htbo.diagnostics.recommend import _quote, candidates
+    row = dict(experiment="E9", setting="quadratic, noise stable:1.5", kind="bilevel",
+               noise_class="heavy", metric="grad_norm", verdict="tie", date="2026-12-07",
+               ranking=[dict(method="nSOBA", solver="nsoba", median=0.4, q20=0.3, q80=0.5),
+                        dict(method="clipped SOBA", solver="clipped-soba", median=0.45,
+                             q20=0.35, q80=0.6)],
+               tied=[dict(method="clipped SOBA", solver="clipped-soba")])
+    names, match = candidates("bilevel", "heavy", rows=[row])
+    assert match == [row] and names[:3] == ["n2sba", "clipped-soba", "soba"]
+    assert "nsoba" in names  # the evidence's winner joins the race
+    assert candidates("bilevel", "light", rows=[row])[1] == []
+    fo, _ = candidates("bilevel", "heavy", first_order=True, rows=[row])
+    assert fo and all(n in ("n2sba", "f2ba", "clipped-f2sa") for n in fo)
+    (q,) = _quote([row])
+    assert "nSOBA 0.4 [0.3, 0.5]" in q and "clipped SOBA" in q and "tie" in q
+    assert evidence.contenders([row]) == ["clipped-soba", "nsoba"] or \
+        set(evidence.contenders([row])) == {"nsoba", "clipped-soba"}
+    assert evidence.noise_class_of(1.5) == "heavy" and evidence.noise_class_of(2.5) == \
+        "light" and evidence.noise_class_of(1.8) == "moderate"

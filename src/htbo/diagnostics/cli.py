@@ -33,8 +33,13 @@ def cmd_diagnose(args) -> int:
                           noise=args.noise).resolve_problem()
     print(f"[htbo] diagnose {problem.name}: {args.n_samples:,} draws of each oracle at batch "
           f"{args.batch}, noise {problem.noise or 'none'}", file=sys.stderr)
+    ref = None if args.at else args.problem
+    if args.at:
+        from ..jobs import read_plan
+        ref = read_plan(args.at, "--at").problem
     diag = diagnose(problem, x=x, y=y, n_samples=args.n_samples, batch=args.batch,
-                    seed=args.seed, progress=not args.no_progress, problem_args=pargs)
+                    seed=args.seed, progress=not args.no_progress, problem_args=pargs,
+                    first_order=args.first_order, problem_ref=ref)
     paths = write_report(diag, args.out)
     rec = diag.recommendation
     for t in diag.tails.values():
@@ -42,7 +47,11 @@ def cmd_diagnose(args) -> int:
             f"α̂ = {t.block_sum} (block sums), Hill {t.hill}")
         print(f"{t.oracle}: {a}")
     print(f"κ̂ = {diag.kappa:.3g} (L̂ = {diag.L:.3g}, μ̂ = {diag.mu:.3g})")
-    print(f"recommendation: {rec['family']} ({rec['noise_class']} noise)")
+    print(f"recommendation ({rec['noise_class']} noise): {rec['family']}")
+    for e in rec["evidence"]:
+        print(f"  evidence: {e}")
+    if not rec["evidence"]:
+        print("  evidence: no measured setting matches this kind of problem and noise class")
     for c in rec["commands"]:
         print(f"  {c}")
     print(f"report: {paths['md']}\njson:   {paths['json']}\nplot:   {paths['png']}")
@@ -68,6 +77,8 @@ def configure(subparsers) -> None:
                    help="draws per oracle (>= 1000; default 10000)")
     p.add_argument("--batch", type=int, default=1, help="minibatch size of each draw")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--first-order", action="store_true",
+                   help="recommend methods without Hessian-vector products only")
     p.add_argument("--out", default="htbo-diagnose", help="output directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_diagnose)

@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from ..metrics import implicit_grad_phi, solve_lower
 from ..oracles import grad_f, grad_g
 from ..problems.base import BilevelProblem, tree_check_finite, validate_problem
-from .conditioning import Conditioning, lower_conditioning
-from .recommend import nice, recommend
+from .conditioning import Conditioning, lower_conditioning, minibatch_curvature
+from .recommend import INNER_STEPS, candidates, classify, inner_batch, nice, recommend
 from .tail import Estimate, block_sum_estimate, hill_estimate, symmetrize, to_plain
 
 __all__ = ["diagnose", "Diagnosis", "TailReport", "sample_noise", "penalty_bias",
@@ -97,6 +97,9 @@ class Diagnosis:
     recommendation: dict = field(default_factory=dict)
     theory: dict | None = None
     problem_args: dict = field(default_factory=dict)
+    problem_ref: str | None = None          # how the command line names the problem
+    problem_is_registered: bool = True
+    curvature: dict = field(default_factory=dict)   # {solver: L̂_B at its inner batch}
 
     @property
     def deterministic(self) -> bool:
@@ -123,7 +126,8 @@ class Diagnosis:
             conditioning={k: c.to_dict() for k, c in self.conditioning.items()},
             L=self.L, mu=self.mu, kappa=self.kappa, grad_phi_norm=self.grad_phi_norm,
             penalty_bias=self.penalty_bias, recommendation=self.recommendation,
-            theory=self.theory, elapsed_s=self.elapsed_s))
+            theory=self.theory, elapsed_s=self.elapsed_s, problem_ref=self.problem_ref,
+            curvature=self.curvature))
 
 
 # -- sampling ------------------------------------------------------------------------------------
@@ -275,14 +279,19 @@ def _check_point(problem, x, y):
 def diagnose(problem: BilevelProblem, x=None, y=None, n_samples: int = 10_000,
              batch: int = 1, key=None, seed: int = 0, n_boot: int = 200, level: float = 0.95,
              lanczos_iters: int = 150, target: float = 0.25, progress: bool = False,
-             problem_args: dict | None = None, chunk: int = 1000) -> Diagnosis:
+             problem_args: dict | None = None, chunk: int = 1000, first_order: bool = False,
+             problem_ref: str | None = None, budget: int = 200_000,
+             seeds: int = 8) -> Diagnosis:
     """Measure the gradient-noise tail and the conditioning at ``(x, y)`` and recommend.
 
     ``x``, ``y`` default to the problem's start ``x0``, ``y0``. ``n_samples`` ≥ 1000 draws
     per oracle (10,000 recommended) at minibatch size ``batch``; ``key`` (or ``seed``) fixes
     the draws and the bootstrap. ``target`` is the fraction of the current ‖∇φ‖ used as the
     accuracy ε of the theory preset and to pick λ. ``problem_args`` (the constructor's
-    keyword arguments, if built by name) only go into the suggested command line.
+    keyword arguments, if built by name) and ``problem_ref`` (a registered name or
+    ``module:function``; default the problem's name when it is registered) only go into the
+    suggested command line; ``budget`` and ``seeds`` size the suggested race, ``first_order``
+    keeps its methods without Hessian-vector products (:mod:`htbo.diagnostics.recommend`).
     Returns a :class:`Diagnosis`; write it with :func:`htbo.diagnostics.write_report`.
     """
     t0 = time.perf_counter()
@@ -336,11 +345,28 @@ def diagnose(problem: BilevelProblem, x=None, y=None, n_samples: int = 10_000,
         kappa = max(c.kappa for c in cond.values())
         bias = penalty_bias(clean, x, ystar, lam_candidates(kappa), gphi)
 
+    from ..problems import PROBLEMS
+    registered = problem.name in PROBLEMS
     diag = Diagnosis(problem=problem.name, problem_info=dict(problem.info),
                      noise=str(problem.noise) if problem.noise is not None else "none",
                      batch=int(batch), n_samples=int(n_samples), point=point, minimax=minimax,
                      tails=tails, conditioning=cond, grad_phi_norm=gnorm, penalty_bias=bias,
-                     elapsed_s=0.0, problem_args=dict(problem_args or {}))
-    diag.recommendation, diag.theory = recommend(diag, target=target)
+                     elapsed_s=0.0, problem_args=dict(problem_args or {}),
+                     problem_ref=problem_ref or (problem.name if registered else None),
+                     problem_is_registered=registered or problem_ref is not None)
+    # the inner steps of each candidate at the batch it will use (stable there)
+    kind = "minimax" if minimax else "bilevel"
+    names, _ = candidates(kind, classify(diag)["cls"], first_order)
+    by_batch = {}
+    for name in names:
+        if INNER_STEPS.get(name):
+            b = inner_batch(problem, name)
+            if b not in by_batch:
+                by_batch[b] = minibatch_curvature(clean, x, y, b, seed=seed)["L_batch"]
+            diag.curvature[name] = by_batch[b]
+    diag.recommendation, diag.theory = recommend(diag, target=target,
+                                                 curvature=diag.curvature,
+                                                 first_order=first_order, budget=budget,
+                                                 seeds=seeds)
     diag.elapsed_s = time.perf_counter() - t0
     return diag

@@ -1,59 +1,62 @@
-"""From a diagnosis to a method, starting hyperparameters and an ``htbo tune`` command.
+"""From a diagnosis to a race: the candidate methods, stable starting values, and the search.
 
-Rules (docs/diagnostics.md explains them; the evidence is measured in docs/testing.md and
-docs/minimax.md):
+Rules (docs/diagnostics.md explains them):
 
-* the decisive noise is the heavier-tailed oracle (smallest block-sum α̂); its bootstrap
-  interval ``[lo, hi]`` decides, checked against Hill's interval on the norms:
-  ``hi ≤ 1.6`` and Hill's lower end below 2 → **heavy**; ``hi ≥ 2``, or Hill's interval
-  above 2 (a finite-variance tail, which block sums under-read: t(3) measures ≈ 1.79) →
-  **light** (no expected gain from normalization); otherwise, including ``hi ≤ 1.6`` with
-  Hill above 2 (the estimators disagree), **moderate**; no noise → **deterministic**;
-* bilevel: N²SBA whenever the noise is heavy or moderate; with light noise it still never
-  lost in our measurements, and F2BA is offered next to it; minimax: N²SGDA when heavy *and*
-  the noise is large relative to the gradient (median ‖noise‖/‖∇f‖ ≥ 0.5), SGDA first when
-  the ratio is below 0.5, both to tune otherwise (not measured);
-* inner step sizes ``α = τ = 0.5 / L̂`` (half the stable step of gradient descent on an
-  L̂-smooth lower level), ``K = 5`` warm-started inner steps (what the measured presets use);
-* λ: the smallest of ``{κ̂, 2κ̂, …, 64κ̂}`` whose measured penalty bias ‖∇L_λ* − ∇φ‖ at this
-  point is at most half the target accuracy. λ ≥ κ keeps ``f/λ + g`` strongly convex for any
-  f as smooth as g (curvature ≥ μ − ℓ/λ); larger λ lowers the bias like 1/λ but multiplies
-  the noise of ``λ(∇_x G(x,y) − ∇_x G(x,z))`` by λ, so the grid tries λ and 2λ only;
-* outer steps: normalized ``η_t = η₀/√(1 + t/T0)`` with ``η₀ ∈ {0.03, 0.1, 0.3}`` around the
-  measured demo optimum (0.1); normalized steps move x by exactly η_t whatever the noise.
+* **Noise class** (:func:`classify`): the decisive noise is the heavier-tailed oracle's
+  (smallest block-sum α̂); its bootstrap interval ``[lo, hi]``, checked against Hill's on
+  the norms, says **heavy** (``hi ≤ 1.6`` and Hill agrees), **light** (``hi ≥ 2``, or Hill's
+  interval above 2: a finite-variance tail), **moderate** (between, or the estimators
+  disagree) or **deterministic** (no noise).
+* **Candidates**: bilevel — N²SBA, clipped SOBA and SOBA, with F2BA added when the noise is
+  light; minimax — N²SGDA, clipped SGDA and SGDA; plus every method that won, or tied the
+  winner, in the measured settings of the same kind and noise class (the evidence table,
+  :mod:`htbo.diagnostics.evidence`). ``first_order=True`` keeps the methods without
+  Hessian-vector products. What is tuned is a **race** (``htbo tune --solvers ...``): every
+  candidate over its default grid (extended at its edges), budgets in SFO-equivalents (an
+  HVP costs one SFO), the winner's figures measured again on fresh seeds.
+* **Inner steps** stable at the batch the race uses: ``1/L̂_B`` with ``L̂_B`` the sharpest
+  lower Hessian over random minibatches of that size
+  (:func:`htbo.diagnostics.conditioning.minibatch_curvature`) — one sample's curvature can be
+  far above the mean's, so the full-data ``1/L̂`` can diverge at batch 1.
+* **λ** (penalty methods): the smallest of ``{κ̂, 2κ̂, …, 64κ̂}`` whose measured penalty bias
+  ‖∇L_λ* − ∇φ‖ at this point is at most half the target accuracy; the search extends λ when
+  the best point sits at an edge.
+
+``recommendation["tune"]`` is the race in Python form: ``htbo.tune(problem,
+**recommendation["tune"], budget=..., seeds=...)`` runs exactly what the printed command
+line runs. No measured number lives here: the evidence is data, quoted as such.
 """
 from __future__ import annotations
 
 import math
 import shlex
 
-from ..problems import PROBLEMS
 from ..solvers.theory import n2sba_theory, n2sgda_theory
+from . import evidence
 
-__all__ = ["recommend", "classify", "tune_command", "nice", "HEAVY_HI"]
+__all__ = ["recommend", "classify", "tune_command", "nice", "HEAVY_HI", "candidates",
+           "INNER_STEPS", "BATCH_KEYS"]
 
 HEAVY_HI = 1.6   # interval's upper end at or below this: clearly heavy-tailed
-LIGHT_HI = 2.0   # interval reaching this: no expected gain
-RELATIVE_NOISE = 0.5  # minimax: median ‖noise‖/‖∇f‖ from which N²SGDA is preferred; diagnose
-                      # measures ≈ 0.12 where SGDA won (scale 0.1), ≈ 1.15 where N²SGDA won (1)
-
-EVIDENCE = {
-    "heavy": ("docs/testing.md (quadratic, κ = 10, α-stable noise of scale 1, 100k SFO, "
-              "10 seeds, best η each): median final ‖∇φ‖ N²SBA 3.64 vs F2BA 11.9 vs clipped "
-              "F2SA 6.02 at α = 1.3; 2.28 vs 5.97 vs 3.95 at α = 1.5 (2.6–3.3× better than "
-              "F2BA, 1.7× better than clipping)."),
-    "light": ("docs/testing.md: with Gaussian noise N²SBA 1.17 vs F2BA 1.42 with overlapping "
-              "20–80% bands, and a 5-seed rerun tied (1.40 vs 1.40): no clear gain."),
-    "moderate": ("not measured between α = 1.5 (N²SBA 2.6× better than F2BA) and the Gaussian "
-                 "tie (docs/testing.md); expect a gain in between, smaller as α̂ nears 2."),
-    "minimax-heavy": ("tests/test_minimax.py: α-stable(1.5) noise of scale 1 on "
-                      "minimax-quadratic, 30k SFO: N²SGDA's median final ‖∇Φ‖ below 0.8× "
-                      "SGDA's and SGDmax's."),
-    "minimax-mild": ("docs/minimax.md: at noise scale 0.1 SGDA reached ‖∇Φ‖ ≤ 0.05 with "
-                     "2.5–5× fewer SFO than N²SGDA under Gaussian, t(2.5) and stable(1.5) "
-                     "noise alike (1.3–1.4× on dro): normalization pays only when the noise "
-                     "is large relative to the gradient."),
-}
+LIGHT_HI = 2.0   # interval reaching this: finite variance
+BASE = {("bilevel", "heavy"): ["n2sba", "clipped-soba", "soba"],
+        ("bilevel", "moderate"): ["n2sba", "clipped-soba", "soba"],
+        ("bilevel", "light"): ["soba", "clipped-soba", "n2sba", "f2ba"],
+        ("bilevel", "deterministic"): ["soba", "f2ba"],
+        ("minimax", "heavy"): ["n2sgda", "clipped-sgda", "sgda"],
+        ("minimax", "moderate"): ["n2sgda", "clipped-sgda", "sgda"],
+        ("minimax", "light"): ["sgda", "clipped-sgda", "n2sgda"],
+        ("minimax", "deterministic"): ["sgda"]}
+FIRST_ORDER = {"bilevel": ["n2sba", "f2ba", "clipped-f2sa"],
+               "minimax": ["n2sgda", "clipped-sgda", "sgda"]}
+#: the inner-step hyperparameters set to 1/L̂_B, per solver (B: its inner batch)
+INNER_STEPS = {"n2sba": ("alpha", "tau"), "f2ba": ("alpha", "tau"), "f2sa": ("alpha", "tau"),
+               "clipped-f2sa": ("alpha", "tau"), "soba": ("rho",), "clipped-soba": ("rho",),
+               "nsoba": ("rho",), "stocbio": ("alpha", "neumann_lr"),
+               "nsvrb": ("eta_y", "eta_z"), "n2sgda": ("tau",), "sgdmax": ("tau",),
+               "sgda": ("tau",), "clipped-sgda": ("tau",), "nsgda-m": ("tau",)}
+#: the batch size of those inner steps
+BATCH_KEYS = ("batch_in", "batch")
 
 
 def nice(v: float) -> float:
@@ -91,37 +94,64 @@ def classify(diag) -> dict:
                              f"block sums ({bs}) converge to 2 slowly on such laws")
     else:
         cls, why = "moderate", f"block-sum α̂ = {bs}: below 2 but not clearly heavy"
-    ratio = t.noise_to_gradient
     return dict(cls=cls, oracle=which, why=why, alpha=bs.value, lo=bs.lo, hi=bs.hi,
-                hill=hill.value, hill_lo=hill.lo, hill_hi=hill.hi, noise_to_gradient=ratio)
+                hill=hill.value, hill_lo=hill.lo, hill_hi=hill.hi,
+                noise_to_gradient=t.noise_to_gradient)
 
 
-def tune_command(diag, solver: str, grid: dict, hp: dict, budget: int = 200_000,
-                 seeds: int = 8, out: str | None = None) -> str:
-    """``htbo tune --problem P [--problem-arg K=V] --solver S --noise N --grid … --hp …``."""
-    parts = ["htbo", "tune", "--problem", diag.problem]
+def candidates(kind: str, noise_class: str, first_order: bool = False,
+               rows: list | None = None) -> tuple[list[str], list[dict]]:
+    """``(solvers, matching evidence rows)``: the class's base set plus the evidence's
+    contenders (registered solvers only; without HVPs when ``first_order``)."""
+    from ..solvers import SOLVERS, make_solver
+    match = evidence.matching(kind, noise_class, rows)
+    names = list(BASE.get((kind, noise_class), BASE[(kind, "light")]))
+    names += [n for n in evidence.contenders(match) if n not in names]
+    names = [n for n in names if n in SOLVERS]
+    if first_order:
+        names = [n for n in names if make_solver(n).hvp_per_step == 0]
+        names = names or list(FIRST_ORDER[kind])
+    return names, match
+
+
+def inner_batch(problem, name: str) -> int:
+    """The batch size of ``name``'s inner steps on ``problem`` (its recommended default, else
+    the solver's)."""
+    from ..solvers import make_solver
+    s = make_solver(name, problem=problem)
+    for k in BATCH_KEYS:
+        if k in s.hparams:
+            return int(s.hparams[k])
+    return 1
+
+
+def tune_command(diag, solvers: list[str], hp: dict, *, budget: int = 200_000,
+                 seeds: int = 8, hvp_cost: float = 1.0, out: str | None = None) -> str:
+    """``htbo tune --problem P [--problem-arg K=V] --noise N --solvers A,B --hp A.K=V ...``."""
+    ref = diag.problem_ref or diag.problem
+    parts = ["htbo", "tune", "--problem", ref]
     for k, v in diag.problem_args.items():
         parts += ["--problem-arg", f"{k}={_fmt(v)}"]
-    parts += ["--solver", solver, "--noise", diag.noise]
-    for k, vals in grid.items():
-        parts += ["--grid", f"{k}=" + ",".join(_fmt(v) for v in vals)]
-    for k, v in hp.items():
-        parts += ["--hp", f"{k}={_fmt(v)}"]
-    parts += ["--budget", str(budget), "--seeds", str(seeds),
-              "--out", out or f"tune-{diag.problem}-{solver}"]
+    parts += ["--noise", diag.noise, "--solvers", ",".join(solvers)]
+    for name in solvers:
+        for k, v in hp.get(name, {}).items():
+            parts += ["--hp", f"{name}.{k}={_fmt(v)}"]
+    parts += ["--hvp-cost", _fmt(float(hvp_cost)), "--budget", str(budget), "--seeds",
+              str(seeds), "--out", out or f"tune-{diag.problem}"]
     return " ".join(shlex.quote(p) for p in parts)
 
 
 def _pick_lam(diag, target: float):
     if not diag.penalty_bias or diag.grad_phi_norm is None:
         k = diag.kappa if math.isfinite(diag.kappa) else 100.0
-        return nice(max(k, 1.0)), ("λ = κ̂ (penalty bias not measured here); raise it if "
-                                    "the runs stall at a floor")
+        return nice(max(k, 1.0)), ("λ = κ̂ (penalty bias not measured here); the search "
+                                    "extends it when the best point sits at an edge")
     limit = 0.5 * target * diag.grad_phi_norm
     ok = [b for b in diag.penalty_bias if b["bias"] <= limit]
     row = ok[0] if ok else diag.penalty_bias[-1]
     why = (f"smallest λ of {{κ̂·2^j}} whose penalty bias ‖∇L_λ* − ∇φ‖ = {row['bias']:.3g} at "
-           f"this point is ≤ {limit:.3g} (half the target {target:g}·‖∇φ‖)")
+           f"this point is ≤ {limit:.3g} (half the target {target:g}·‖∇φ‖); the search "
+           "extends λ when the best point sits at an edge")
     if not ok:
         why = (f"no λ up to {row['lam']:g} brings the penalty bias below {limit:.3g} "
                f"(at {row['lam']:g}: {row['bias']:.3g}); the bias, not the noise, may set the "
@@ -156,77 +186,66 @@ def _theory(diag, c: dict, target: float):
     return d
 
 
-def recommend(diag, target: float = 0.25) -> tuple[dict, dict | None]:
-    """``(recommendation, theory preset)`` for a :class:`~htbo.diagnostics.Diagnosis`."""
+def _quote(rows: list[dict]) -> list[str]:
+    out = []
+    for r in rows:
+        w = r["ranking"][0]
+        second = r["ranking"][1] if len(r["ranking"]) > 1 else None
+        tail = "" if second is None else (
+            f"; next {second['method']} {second['median']:.3g} [{second['q20']:.3g}, "
+            f"{second['q80']:.3g}] ({'tie' if r['verdict'] == 'tie' else 'beaten'})")
+        out.append(f"{r['experiment']} {r['setting']} ({r['date']}): {w['method']} "
+                   f"{w['median']:.3g} [{w['q20']:.3g}, {w['q80']:.3g}] final {r['metric']}"
+                   + tail)
+    return out
+
+
+def recommend(diag, target: float = 0.25, curvature: dict | None = None,
+              first_order: bool = False, budget: int = 200_000, seeds: int = 8,
+              rows: list | None = None) -> tuple[dict, dict | None]:
+    """``(recommendation, theory preset)`` for a :class:`~htbo.diagnostics.Diagnosis`.
+    ``curvature``: ``{solver: L̂_B}``, the sharpest lower Hessian at each candidate's inner
+    batch (:func:`htbo.diagnostics.diagnose` measures it); ``rows``: evidence rows (default:
+    the shipped table)."""
     c = classify(diag)
-    L = diag.L
-    inner = nice(0.5 / L) if L > 0 and math.isfinite(L) else 0.05
-    steps_why = (f"α = τ = 0.5/L̂ = {inner:g} (L̂ = {L:.3g}), K = 5 warm-started inner steps, "
-                 "B_in = 1, B_out = 8")
-    cmds, notes = [], []
-    if diag.minimax:
-        ratio = c.get("noise_to_gradient", 0.0)
-        base = dict(tau=inner, inner_steps=5, batch_in=1, batch_out=8)
-        n2 = ("n2sgda", dict(eta=["isqrt:0.03:100", "isqrt:0.1:100", "isqrt:0.3:100"]), base)
-        sg = ("sgda", dict(eta=[0.03, 0.1, 0.3]), dict(tau=inner, batch=8))
-        here = f" Here median ‖noise‖/‖∇f‖ = {ratio:.2g}."
-        steps_why = (f"ascent step τ = 0.5/L̂ = {inner:g} (L̂ = {L:.3g} of −f in y); N²SGDA: "
-                     "K = 5 warm-started ascent steps, B_in = 1, B_out = 8; SGDA: batch 8")
-        if c["cls"] == "deterministic":
-            family, solvers, evidence = "any (deterministic gradients): SGDA", [sg], (
-                "no noise: normalization has nothing to fix.")
-        elif c["cls"] == "heavy" and ratio >= RELATIVE_NOISE:
-            family, solvers = "normalized (N²SGDA)", [n2, sg]
-            evidence = EVIDENCE["minimax-heavy"] + here
-        elif ratio < RELATIVE_NOISE:
-            family, solvers = "SGDA first, N²SGDA as the alternative", [sg, n2]
-            evidence = EVIDENCE["minimax-mild"] + here
-        else:
-            family, solvers = "SGDA or N²SGDA: tune both", [sg, n2]
-            evidence = ("not measured: the noise is large relative to the gradient (where "
-                        "N²SGDA won under stable(1.5) noise) but not clearly heavy-tailed "
-                        "(where SGDA won at a small noise scale)." + here)
-        lam, lam_why = None, "no penalty (minimax)"
-    else:
-        lam, lam_why = _pick_lam(diag, target)
-        base = dict(alpha=inner, tau=inner, inner_steps=5, batch_in=1, batch_out=8)
-        n2 = ("n2sba", dict(eta=["isqrt:0.03:200", "isqrt:0.1:200", "isqrt:0.3:200"],
-                            lam=[lam, nice(2 * lam)]), base)
-        f2 = ("f2ba", dict(eta=[1e-4, 3e-4, 1e-3, 3e-3], lam=[lam, nice(2 * lam)]), base)
-        if c["cls"] == "heavy":
-            family, solvers, evidence = "normalized (N²SBA)", [n2], EVIDENCE["heavy"]
-        elif c["cls"] == "moderate":
-            family, solvers, evidence = ("normalized (N²SBA); compare with F2BA", [n2, f2],
-                                         EVIDENCE["moderate"])
-        elif c["cls"] == "light":
-            family, solvers, evidence = ("no expected gain from normalization: N²SBA or "
-                                         "F2BA", [n2, f2], EVIDENCE["light"])
-        else:
-            family, solvers, evidence = ("any (deterministic gradients): F2BA", [f2],
-                                         "no noise: normalization has nothing to fix; only "
-                                         "the penalty bias sets the floor.")
-        if c["cls"] in ("heavy", "moderate", "light"):
-            notes.append("Within the first-order penalty family the above holds; but in the "
-                         "experiments of docs/results.md (E2–E4) clipped SOBA, which uses "
-                         "Hessian-vector products and has no penalty bias, beat N²SBA at every "
-                         "α on the quadratic (3.3–15×) and SOBA won hyper-cleaning and ridge-t: "
-                         "when HVPs are affordable, tune clipped-soba as well.")
-        if any(name == "f2ba" for name, _, _ in solvers):
-            notes.append("F2BA's step is not normalized: its scale follows ‖∇φ‖, hence the "
-                         "wider grid (that of benchmarks/heavy_tail_comparison.py).")
-    for name, grid, hp in solvers:
-        cmds.append(tune_command(diag, name, grid, hp))
-    if diag.problem not in PROBLEMS:
+    kind = "minimax" if diag.minimax else "bilevel"
+    names, match = candidates(kind, c["cls"], first_order, rows)
+    lam, lam_why = (None, "no penalty (minimax)") if diag.minimax else _pick_lam(diag, target)
+    hp, steps_why = {}, []
+    for name in names:
+        h = {}
+        L_B = (curvature or {}).get(name)
+        if L_B is not None and L_B > 0 and math.isfinite(L_B):
+            step = nice(1.0 / L_B)
+            h.update({k: step for k in INNER_STEPS.get(name, ())})
+            steps_why.append(f"{name}: {', '.join(INNER_STEPS.get(name, ()))} = 1/L̂_B = "
+                             f"{step:g} (L̂_B = {L_B:.3g})")
+        if lam is not None and name in ("n2sba", "f2ba"):
+            h["lam"] = lam
+        if h:
+            hp[name] = h
+    from ..solvers import make_solver
+    # one budget in SFO-equivalents: an HVP costs one SFO
+    hvp_cost = 1.0 if any(make_solver(n).hvp_per_step > 0 for n in names) else 0.0
+    tune = dict(solvers=list(names), hp=hp, hvp_cost=hvp_cost)
+    notes = []
+    if not match:
+        notes.append(f"No measured setting matches ({kind}, {c['cls']} noise): the candidates "
+                     "are the base set for this class, unbacked by measurements here.")
+    if diag.problem_ref is None and diag.problem_is_registered is False:
         notes.append(f"problem {diag.problem!r} is not registered, so the command line cannot "
-                     "build it: register it with htbo.problems.register_problem(name, "
-                     "constructor) or run the same grid from Python.")
+                     "build it: give it as module:function (a factory of yours) or run the "
+                     "same race from Python with htbo.tune(problem, **rec['tune'], ...).")
     if not math.isfinite(diag.kappa):
         notes.append("μ̂ ≤ 0: the lower level is not strongly convex at this point; the "
                      "penalty bound needs λ ≥ 2κ, which is then undefined.")
     rec = dict(noise_class=c["cls"], decisive_oracle=c.get("oracle"),
-               reason=c.get("why", "every oracle is deterministic"), family=family,
-               evidence=evidence, solver=solvers[0][0],
-               hparams=dict(solvers[0][2], **({} if lam is None else {"lam": lam})),
-               grid=solvers[0][1], inner_steps_rule=steps_why, lam_rule=lam_why,
-               commands=cmds, notes=notes, target=target)
+               reason=c.get("why", "every oracle is deterministic"), kind=kind,
+               family=f"a race of {', '.join(names)}", solvers=names,
+               evidence=_quote(match), inner_steps_rule="; ".join(steps_why) or
+               "the solvers' defaults (no curvature measured)", lam_rule=lam_why, tune=tune,
+               commands=[tune_command(diag, names, hp, budget=budget, seeds=seeds,
+                                      hvp_cost=hvp_cost)],
+               budget=budget, seeds=seeds, notes=notes, target=target,
+               solver=names[0], hparams=hp.get(names[0], {}))
     return rec, _theory(diag, c, target)

@@ -81,20 +81,24 @@ def markdown(diag) -> str:
                       f"{_g(diag.penalty_bias[stop]['lam'])}: there the float32 full-data "
                       "solves, whose error λ multiplies, limit the measurement (the true bias "
                       "keeps falling like 1/λ)."]
-    lines += ["", "## Recommendation", "",
-              f"**{rec['family']}** — noise class *{rec['noise_class']}*: {rec['reason']}.", "",
-              f"Evidence: {rec['evidence']}", "",
-              f"Starting point ({rec['solver']}): "
-              + ", ".join(f"{k} = {_g(v) if isinstance(v, float) else v}"
-                          for k, v in rec["hparams"].items()) + ".", "",
-              f"- inner steps: {rec['inner_steps_rule']}",
-              f"- penalty: {rec['lam_rule']}",
-              "- outer step: normalized η_t = η₀/√(1 + t/T0), η₀ ∈ {0.03, 0.1, 0.3} around the "
-              "measured demo optimum 0.1" if rec["solver"] in ("n2sba", "n2sgda") else
-              "- outer step: grid as in the command"]
+    lines += ["", "## Recommendation: a race", "",
+              f"Noise class *{rec['noise_class']}*: {rec['reason']}.", "",
+              f"Candidates ({rec['kind']}): **{', '.join(rec['solvers'])}**, each over its "
+              "default grid (extended at its edges), budgets in SFO-equivalents, the winner "
+              "measured again on fresh seeds.", ""]
+    if rec["evidence"]:
+        lines += ["Measured evidence for this kind of problem and noise class (fresh-seed "
+                  "medians [20%, 80%], docs/results.md):", ""]
+        lines += [f"- {e}" for e in rec["evidence"]]
+    else:
+        lines += ["No measured setting matches this kind of problem and noise class."]
+    lines += ["", f"- inner steps: {rec['inner_steps_rule']}", f"- penalty: {rec['lam_rule']}"]
     lines += [f"- {n}" for n in rec["notes"]]
-    lines += ["", "Tune around it (same SFO budget per configuration, median of 8 seeds):", "",
-              "```"] + rec["commands"] + ["```"]
+    lines += ["", f"The race ({rec['budget']:,} SFO-equivalents, {rec['seeds']} seeds):", "",
+              "```"] + rec["commands"] + ["```", "", "The same from Python:", "", "```python",
+                                           "htbo.tune(problem, **diagnosis.recommendation"
+                                           f"['tune'], budget={rec['budget']}, "
+                                           f"seeds={rec['seeds']})", "```"]
     if th:
         lines += ["", "## Theory preset (the analysis' choices, for comparison)", ""]
         if "error" in th:
