@@ -190,7 +190,7 @@ def test_quadratic_data_defaults_are_stable_for_every_bilevel_solver():
         s = make_solver(name, problem=p)
         if s.kind != "bilevel":
             continue
-        res = htbo.run(p, s, steps=htbo.steps_for_budget(s, 10_000), seeds=[0], n_evals=1,
+        res = htbo.run(p, s, steps=htbo.steps_for_budget(s, 4_000), seeds=[0], n_evals=1,
                        on_nonfinite="continue")
         assert not res.diverged, name
         assert res.final()[0] < 1.05 * start, (name, res.final()[0], start)
