@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..driver import eval_marks, programs
+from ..driver import eval_marks, initial_keys, programs
 from ..history import quantile
 from ..runner import cast_hp, execute
 
@@ -110,19 +110,18 @@ class Runner:
 
     def _size(self, s0, hp_one, n: int, steps: int) -> int:
         """The batch size for ``n`` members to run ``steps`` steps: the ladder's size for
-        ``n``, or a larger size already compiled for this structure when running its
-        padding costs less than compiling (per-member step time and compile time measured
-        on earlier batches)."""
+        ``n``, or a size already compiled for this structure (in slices, the last padded)
+        when running its padding costs less than compiling (per-member step time and
+        compile time measured on earlier batches)."""
         key = group_key(s0)
         size = bucket(n, self.max_members)
         known = _COMPILED.get((key, self._pkey), {})
-        if known and size not in known and n <= self.max_members:
-            per_step = _STEP_S.get((key, self._pkey))
+        per_step = _STEP_S.get((key, self._pkey))
+        if known and size not in known and per_step is not None:
             comp = max(known.values())
-            if per_step is not None:
-                cost = {s: s * steps * per_step + (0.0 if s in known else comp)
-                        for s in [size] + [s for s in known if s >= n]}
-                size = min(cost, key=lambda s: (cost[s], s))
+            cost = {s: math.ceil(n / s) * s * steps * per_step + (0.0 if s in known else comp)
+                    for s in [size] + [s for s in known if s <= self.max_members]}
+            size = min(cost, key=lambda s: (cost[s], s))
         k = (key, size)
         if k not in self._fits:
             t0 = time.perf_counter()
@@ -130,6 +129,20 @@ class Runner:
             self._fit_s[(key, self._fits[k])] = time.perf_counter() - t0
             self.compile_s += time.perf_counter() - t0
         return self._fits[k]
+
+    def _init(self, s0, hp_b, seeds) -> dict:
+        """The members' initial states and run keys, as :class:`htbo.driver.VmapExecutor`
+        makes them, with weakly typed leaves (a Python-scalar ``x0``) made strong: the
+        states a chunk returns are strong, and a chunk compiled for one typing would be
+        compiled again for the other."""
+        init_b = programs(*s0.program()[:2])[0]
+        ikeys, keys = initial_keys(seeds)
+        t0 = time.perf_counter()
+        states = jax.tree_util.tree_map(_strong, init_b(self.problem, self.problem.x0,
+                                                        self.problem.y0, ikeys, hp_b))
+        jax.block_until_ready(states)
+        self.compile_s += time.perf_counter() - t0
+        return dict(states=states, keys=keys)
 
     def run(self, members: list, start: int, until: int, rk: dict, *, phase: str = "select",
             rung: int | None = None, label: str | None = None) -> dict:
@@ -167,11 +180,13 @@ class Runner:
             share = [count[id(p)] / len(part) for p, _ in part] + [0.0] * pad
             where = {(p.idx, sd): i for i, (p, sd) in enumerate(part)}
             offset = [getattr(p, clock) for p, _ in part]
-            resume = None
             if start:
                 resume = dict(step=start, run_s=0.0, **gather(full),
                               dead={i: p.dead[sd] for i, (p, sd) in enumerate(full)
                                     if sd in p.dead})
+            else:  # initial states made here, typed as the run's states (one compile)
+                resume = dict(step=0, run_s=0.0, dead={}, emit=True,
+                              **self._init(s0, hp_b, [sd for _, sd in full]))
 
             def keep(new, _offset=offset, _where=where):
                 kept = []
@@ -223,6 +238,11 @@ class Runner:
         return values
 
 
+def _strong(a):
+    return jax.lax.convert_element_type(a, a.dtype) if getattr(
+        jax.typeof(a), "weak_type", False) else a
+
+
 #: per (structure, problem): batch sizes compiled in this process with their compile times,
 #: and the last measured time per member-step (what choosing a batch size weighs)
 _COMPILED: dict = {}
@@ -266,7 +286,9 @@ def _fit(problem, solver, hp_one, size: int, memory_limit: int) -> int:
     while True:
         hp_b = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (size, *a.shape)), hp_one)
         keys = jax.random.split(jax.random.key(0), size)
-        states = jax.eval_shape(init_b, problem, problem.x0, problem.y0, keys, hp_b)
+        states = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                                        jax.eval_shape(init_b, problem, problem.x0,
+                                                       problem.y0, keys, hp_b))
         lowered = chunk.lower(problem, states, keys, np.int32(1))
         try:
             mem = lowered.compile().memory_analysis()
