@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from .grid import (OUTER_AXES, SECOND_AXIS, default_grid, edge_of, expand_grid, fmt,
                    next_value, point_label, scalar, with_scalar)
-from .tune import (DEFAULT_MAX_MEMBERS, DEFAULT_MEMORY_LIMIT, HALVING_MIN_POINTS,
-                   HALVING_RATIO, HALVING_RUNGS, TuneResult, tune)
+from .tune import (DEFAULT_MAX_MEMBERS, DEFAULT_MEMORY_LIMIT, HALVING, HALVING_MIN_POINTS,
+                   TuneResult, tune)
 
 __all__ = ["tune", "TuneResult", "expand_grid", "point_label", "edge_notes", "default_grid",
-           "SECOND_AXIS", "OUTER_AXES", "HALVING_MIN_POINTS", "HALVING_RATIO",
-           "HALVING_RUNGS", "DEFAULT_MAX_MEMBERS", "DEFAULT_MEMORY_LIMIT"]
+           "SECOND_AXIS", "OUTER_AXES", "HALVING_MIN_POINTS", "HALVING",
+           "DEFAULT_MAX_MEMBERS", "DEFAULT_MEMORY_LIMIT"]
 
 
 def edge_notes(points: list[dict], best: dict) -> list[str]:

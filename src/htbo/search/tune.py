@@ -18,11 +18,11 @@ The rules (docs/tuning.md has the details and the measurements):
   ratio of the distances to the bound), for at most ``max_rounds`` rounds; the new points
   run in the same compiled programs.
 * **Successive halving** (on for races and for grids of at least
-  :data:`HALVING_MIN_POINTS` points): each solver's points run to ``1/9`` of the budget,
-  the best third (by median, finite only) continue from their states to ``1/3``, the best
-  third of those to the full budget (fewer rungs for fewer points). Points added by an
-  extension enter at the first rung and are promoted when they rank in the best third of
-  every point that reached that rung.
+  :data:`HALVING_MIN_POINTS` points; :data:`HALVING`): each solver's points run to 1/9 of
+  the budget, the best 2/5 (by median, finite only, rounded up) continue from their states
+  to 1/3, the best third of those to the full budget (a grid of 2 to 8 points: one rung at
+  1/3 keeping a third). Points added by an extension enter at the first rung and continue
+  when they rank among the best of every point that reached that rung.
 * **Fresh seeds.** Each solver's best point runs again at the full budget on
   ``eval_seeds`` (default: as many as ``seeds``, disjoint from them): those are the
   figures to report.
@@ -41,14 +41,15 @@ from .engine import Point, Runner, gather, group_key, summary
 from .grid import (axis_values, declared, default_grid, edge_of, expand_grid, extend_axis, fmt,
                    next_value, point_label, scalar)
 
-__all__ = ["tune", "TuneResult", "HALVING_MIN_POINTS", "HALVING_RATIO", "HALVING_RUNGS",
+__all__ = ["tune", "TuneResult", "HALVING_MIN_POINTS", "HALVING",
            "DEFAULT_MAX_MEMBERS", "DEFAULT_MEMORY_LIMIT"]
 
 DEFAULT_MEMORY_LIMIT = 4 << 30   # bytes per compiled slice
 DEFAULT_MAX_MEMBERS = 512
 HALVING_MIN_POINTS = 9           # a single solver's grid halves from this many points
-HALVING_RATIO = 3                # the best 1/3 continue
-HALVING_RUNGS = 3                # at 1/9, 1/3 and all of the budget
+#: the rungs (fractions of the budget) and the fraction of points that continue from each;
+#: chosen on 23 settings (docs/tuning.md) as the most reliable rule spending ≤ 1/3
+HALVING = dict(fractions=(1 / 9, 1 / 3), keep=(0.4, 1 / 3))
 
 
 @dataclass
@@ -149,6 +150,7 @@ class _Cand:
     grid: object = None
     points: list = field(default_factory=list)
     fractions: list = field(default_factory=list)
+    keep: list = field(default_factory=list)
     axes: list = field(default_factory=list)
     decl: dict = field(default_factory=dict)
     stopped: dict = field(default_factory=dict)
@@ -304,17 +306,21 @@ def _eval_seed_list(eval_seeds, seeds: list[int]) -> list[int]:
     return out
 
 
-def _halving(halving) -> tuple[bool | None, int, int]:
+def _halving(halving) -> tuple[bool | None, tuple, tuple]:
     if halving is None or isinstance(halving, bool):
-        return halving, HALVING_RATIO, HALVING_RUNGS
+        return halving, HALVING["fractions"], HALVING["keep"]
     if isinstance(halving, dict):
-        bad = sorted(set(halving) - {"ratio", "rungs"})
-        ratio, rungs = halving.get("ratio", HALVING_RATIO), halving.get("rungs", HALVING_RUNGS)
-        if bad or not (isinstance(ratio, (int, float)) and ratio > 1) or \
-                not (isinstance(rungs, int) and rungs >= 1):
-            raise ValueError(f"halving must be True, False, None or {{'ratio': r > 1, "
-                             f"'rungs': n >= 1}}, got {halving!r}")
-        return True, ratio, rungs
+        bad = sorted(set(halving) - {"fractions", "keep"})
+        fr = tuple(halving.get("fractions", HALVING["fractions"]))
+        keep = tuple(halving.get("keep", HALVING["keep"]))
+        ok = not bad and len(fr) == len(keep) >= 1 and \
+            all(isinstance(f, (int, float)) and 0 < f < 1 for f in fr + keep) and \
+            list(fr) == sorted(set(fr))
+        if not ok:
+            raise ValueError(f"halving must be True, False, None or {{'fractions': increasing "
+                             f"fractions of the budget in (0, 1), 'keep': a fraction in (0, 1) "
+                             f"per rung}}, got {halving!r}")
+        return True, fr, keep
     raise ValueError(f"halving must be True, False, None or a dict, got {halving!r}")
 
 
@@ -336,8 +342,8 @@ def tune(problem, solvers, grids=None, *, budget: int | None = None, steps: int 
     ``hp``: fixed hyperparameters (in a race, ``{label: {...}}`` per solver; other keys go
     to every solver that has them). ``budget`` in SFO-equivalents or ``steps``; ``seeds``
     and ``eval_seeds`` (0: no fresh runs): counts or lists. ``metric``: default the
-    problem's. ``halving``: ``None`` (automatic), ``True``/``False`` or ``{'ratio': 3,
-    'rungs': 3}``. ``run_kwargs`` go to the runner (``{label: {...}}`` per solver).
+    problem's. ``halving``: ``None`` (automatic), ``True``/``False`` or ``{'fractions':
+    (1/9, 1/3), 'keep': (0.4, 1/3)}``. ``run_kwargs`` go to the runner (``{label: {...}}`` per solver).
     ``network``: a mixing matrix or ``'ring:8'`` — names are then decentralized solvers,
     lifted onto the network (budgets per agent). ``writer(rows)`` receives every history
     row as produced (``phase``: ``'select'`` or ``'eval'``).
@@ -354,7 +360,7 @@ def tune(problem, solvers, grids=None, *, budget: int | None = None, steps: int 
     if hvp_cost is not None and not (isinstance(hvp_cost, (int, float)) and
                                      math.isfinite(hvp_cost) and hvp_cost >= 0):
         raise ValueError(f"hvp_cost must be a finite number >= 0, got {hvp_cost!r}")
-    halve, ratio, n_rungs = _halving(halving)
+    halve, h_fractions, h_keep = _halving(halving)
     seeds = _seed_list(seeds, "seeds")
     eval_seeds = _eval_seed_list(eval_seeds, seeds)
     metric = metric or getattr(problem, "metric", None) or "grad_norm"
@@ -412,21 +418,22 @@ def tune(problem, solvers, grids=None, *, budget: int | None = None, steps: int 
         on = halve if halve is not None else (race or len(pts) >= HALVING_MIN_POINTS)
         if on and len(pts) == 1:
             notes.append(f"{c.label}: one point, nothing to halve (halving skipped)")
-        R = 1
-        if on and len(pts) > 1:
-            R = max(1, min(n_rungs, 1 + int(math.floor(math.log(len(pts)) / math.log(ratio)
-                                                        + 1e-9))))
-        c.fractions = [float(ratio) ** -(R - 1 - r) for r in range(R)]
+        c.fractions, c.keep = [1.0], []
+        if on and len(pts) > 1:  # under HALVING_MIN_POINTS points: the last rung only
+            n = len(h_fractions) if len(pts) >= HALVING_MIN_POINTS or \
+                isinstance(halving, dict) else 1
+            c.fractions = list(h_fractions[-n:]) + [1.0]
+            c.keep = list(h_keep[-n:])
         for params in pts:
             add(c, params, 0)
         c.decl = declared(c.ref)
         keys = [k for k in pts[0] if all(k in q for q in pts)]
         c.axes = [k for k in keys if (k not in c.decl or c.decl[k].kind == "numeric")
                   and axis_values(pts, k) is not None]
-        if R > 1:
+        if len(c.fractions) > 1:
             notes.append(f"{c.label}: successive halving, rungs at "
                          f"{', '.join(_frac(f) for f in c.fractions)} of the budget, the best "
-                         f"1/{fmt(float(ratio))} of each rung continue")
+                         f"{', '.join(_frac(k) for k in c.keep)} continuing")
         if c.run_kwargs == {} and c.rk_of is not None:
             c.run_kwargs = c.rk_of(c.ref)
 
@@ -436,7 +443,7 @@ def tune(problem, solvers, grids=None, *, budget: int | None = None, steps: int 
     rounds = int(max_rounds) if extend else 0
     rnd = 0
     while True:
-        _advance(cands, runner, seeds, ratio)
+        _advance(cands, runner, seeds)
         if rnd >= rounds:
             break
         new = []
@@ -506,7 +513,9 @@ def tune(problem, solvers, grids=None, *, budget: int | None = None, steps: int 
 
 
 def _frac(f: float) -> str:
-    return "all" if f == 1 else f"1/{round(1 / f):d}"
+    if f == 1:
+        return "all"
+    return f"1/{round(1 / f):d}" if abs(1 / f - round(1 / f)) < 1e-6 else f"{f:.2g}"
 
 
 def _row(p: Point, seeds, hvp_cost: float, n_rungs: int) -> dict:
@@ -519,22 +528,22 @@ def _row(p: Point, seeds, hvp_cost: float, n_rungs: int) -> dict:
                 full=p.reached == n_rungs - 1)
 
 
-def _promoted(c: _Cand, rung: int, seeds, ratio) -> list[Point]:
-    """The best ``1/ratio`` (rounded up, finite medians only) of the points that reached
+def _promoted(c: _Cand, rung: int, seeds) -> list[Point]:
+    """The best ``keep[rung]`` (rounded up, finite medians only) of the points that reached
     ``rung``."""
     at = [p for p in c.points if p.reached >= rung]
-    k = math.ceil(len(at) / ratio)
+    k = math.ceil(len(at) * c.keep[rung] - 1e-9)
     ranked = sorted(at, key=lambda p: p.rank_key(seeds, rung))[:k]
     return [p for p in ranked if math.isfinite(p.rank_key(seeds, rung)[0])]
 
 
-def _advance(cands, runner: Runner, seeds, ratio) -> None:
+def _advance(cands, runner: Runner, seeds) -> None:
     """Run every member that has a rung to reach, rung after rung, until none has."""
     while True:
         jobs: dict = {}
         for c in cands:
             R = len(c.fractions)
-            promoted = {r: {id(p) for p in _promoted(c, r, seeds, ratio)} for r in range(R - 1)}
+            promoted = {r: {id(p) for p in _promoted(c, r, seeds)} for r in range(R - 1)}
             for p in c.points:
                 r = p.reached + 1
                 if r < R and (r == 0 or id(p) in promoted[r - 1]):
