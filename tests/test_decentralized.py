@@ -282,7 +282,7 @@ def test_normalized_method_beats_unnormalized_baselines_under_stable_noise():
         base = dict(eta_y=0.05, eta_z=0.05, lam=100.0, **hp)
         kw = network_setup(p, make_dec_solver(name, **base), W)[1]
         res = htbo.tune(p, make, {"eta_x": list(etas)}, budget=6_000, seeds=5, hp=base,
-                        n_evals=1, run_kwargs=kw)
+                        n_evals=1, run_kwargs=kw, extend=False, eval_seeds=0)
         out = [(t["params"]["eta_x"], t["median"])
                for t in sorted(res.table, key=lambda t: t["point"])]
         return min(out, key=lambda e: e[1]), out

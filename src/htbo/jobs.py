@@ -360,7 +360,8 @@ def _run_grid(res, re, base, hist, runs, progress) -> bool:
                    best_hparams=jsonable_hp(t.best["hparams"]),
                    table=[{k: row[k] for k in ("label", "median", "q20", "q80", "diverged")}
                           for row in t.table],
-                   notes=t.notes, tune_diverged=t.diverged, compile_s=t.compile_s,
+                   notes=[n.split(": ", 1)[1] if n.startswith(f"{re.label}: ") else n
+                          for n in t.notes], tune_diverged=t.diverged, compile_s=t.compile_s,
                    run_s=t.run_s, time=time.time())])
     print(f"[htbo] {re.label}: {len(t.table)} points in {t.groups} compiled group(s), "
           f"compile {t.compile_s:.2f} s, run {t.run_s:.2f} s", file=sys.stderr)

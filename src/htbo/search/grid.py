@@ -5,8 +5,10 @@
   schedule's first leaf (η₀ of ``η₀/(1+t/T₀)^p``). Schedules of one family with one η₀ share
   that scalar, so ``[0.1, isqrt:0.1:200]`` is one value of the η₀ axis tried two ways.
 * **Extension** (:func:`extend_axis`): when the best point's scalar on a numeric axis is the
-  axis's smallest or largest, every point at that edge is copied with the next value on that
-  side, the grid's own ratio again (``b·b/n``, ``n`` the neighbour of the edge value ``b``).
+  axis's smallest or largest, the points at that edge on the best point's line (its values
+  on the other numeric axes; every schedule family and structural value) are copied with
+  the next value on that side, the grid's own ratio again (``b·b/n``, ``n`` the neighbour
+  of the edge value ``b``).
   On a side where the axis is bounded (β < 1, β ≤ 1, λ ≥ 0 ...) the ratio applies to the
   distance from the bound instead, ``B ± (b − B)²/(n − B)``, which never reaches it; a
   value that rounds onto the bound (values keep 3 significant digits), or that the solver
@@ -26,7 +28,7 @@ from typing import Iterable
 import jax
 import numpy as np
 
-from ..schedules import initial_value, inverse_sqrt, is_builtin
+from ..schedules import LinearGrowth, initial_value, inverse_sqrt, is_builtin
 
 __all__ = ["expand_grid", "point_label", "scalar", "with_scalar", "axis_values", "edge_of",
            "next_value", "extend_axis", "default_grid", "SECOND_AXIS", "OUTER_AXES",
@@ -90,11 +92,16 @@ def scalar(v) -> float | None:
 
 
 def with_scalar(v, x: float):
-    """``v`` with its scalar replaced by ``x`` (a schedule keeps its family and other
-    numbers; an integer stays an integer when ``x`` is integral)."""
+    """``v`` with its scalar replaced by ``x``: a schedule keeps its family and its other
+    numbers (η₀/(1+t/T₀)^p: T₀ and p), except a linear λ_t = min(a + r t, b), which scales
+    whole (r and b by x/a); an integer stays an integer when ``x`` is integral."""
     if is_builtin(v):
         leaves, tdef = jax.tree_util.tree_flatten(v)
-        return jax.tree_util.tree_unflatten(tdef, [float(x)] + leaves[1:])
+        rest = list(leaves[1:])
+        if isinstance(v, LinearGrowth) and float(leaves[0]) != 0:
+            c = float(x) / float(leaves[0])
+            rest = [float(f"{float(a) * c:.6g}") for a in rest]
+        return jax.tree_util.tree_unflatten(tdef, [float(x)] + rest)
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and float(x).is_integer():
         return int(x)
     return float(x)
@@ -168,9 +175,16 @@ def next_value(side: str, b: float, n: float, param=None) -> tuple[float | None,
     return x, ""
 
 
-def extend_axis(points: list[dict], key: str, side: str, b: float, x: float) -> list[dict]:
-    """Copies of every point whose scalar on ``key`` is ``b``, with ``x`` there."""
-    return [dict(p, **{key: with_scalar(p[key], x)}) for p in points if scalar(p[key]) == b]
+def extend_axis(points: list[dict], key: str, b: float, x: float,
+                best: dict | None = None, along: tuple = ()) -> list[dict]:
+    """Copies, with ``x`` on ``key``, of every point whose scalar on ``key`` is ``b`` and
+    (with ``best``) whose scalars on the axes ``along`` are the best point's: the line
+    through the best point, in every schedule family and structural variant tried."""
+    def on_line(p):
+        return best is None or all(scalar(p.get(k)) == scalar(best.get(k)) for k in along
+                                   if k != key)
+    return [dict(p, **{key: with_scalar(p[key], x)}) for p in points
+            if scalar(p[key]) == b and on_line(p)]
 
 
 def _around(c: float, param) -> list[float]:

@@ -15,14 +15,15 @@ The rules (docs/tuning.md has the details and the measurements):
 * **Extension.** While a solver's best point sits on the smallest or largest value of a
   numeric axis (step sizes, λ, clip levels, ρ, γ, τ, β, momentum ...; structural axes are
   tried, never extended), the grid grows on that side by its own ratio (bounded axes: the
-  ratio of the distances to the bound), for at most ``max_rounds`` rounds; the new points
-  run in the same compiled programs.
+  ratio of the distances to the bound), along the best point's line (its values on the
+  other numeric axes), for at most ``max_rounds`` rounds; the new points run in the same
+  compiled programs.
 * **Successive halving** (on for races and for grids of at least
   :data:`HALVING_MIN_POINTS` points; :data:`HALVING`): each solver's points run to 1/9 of
   the budget, the best 2/5 (by median, finite only, rounded up) continue from their states
   to 1/3, the best third of those to the full budget (a grid of 2 to 8 points: one rung at
   1/3 keeping a third). Points added by an extension enter at the first rung and continue
-  when they rank among the best of every point that reached that rung.
+  when they rank within the first grid's quota among every point that reached that rung.
 * **Fresh seeds.** Each solver's best point runs again at the full budget on
   ``eval_seeds`` (default: as many as ``seeds``, disjoint from them): those are the
   figures to report.
@@ -151,6 +152,7 @@ class _Cand:
     points: list = field(default_factory=list)
     fractions: list = field(default_factory=list)
     keep: list = field(default_factory=list)
+    quota: list = field(default_factory=list)    # points continuing from each rung
     axes: list = field(default_factory=list)
     decl: dict = field(default_factory=dict)
     stopped: dict = field(default_factory=dict)
@@ -424,6 +426,10 @@ def tune(problem, solvers, grids=None, *, budget: int | None = None, steps: int 
                 isinstance(halving, dict) else 1
             c.fractions = list(h_fractions[-n:]) + [1.0]
             c.keep = list(h_keep[-n:])
+        k = len(pts)
+        for f in c.keep:
+            k = max(1, math.ceil(k * f - 1e-9))
+            c.quota.append(k)
         for params in pts:
             add(c, params, 0)
         c.decl = declared(c.ref)
@@ -529,10 +535,11 @@ def _row(p: Point, seeds, hvp_cost: float, n_rungs: int) -> dict:
 
 
 def _promoted(c: _Cand, rung: int, seeds) -> list[Point]:
-    """The best ``keep[rung]`` (rounded up, finite medians only) of the points that reached
-    ``rung``."""
+    """The best ``quota[rung]`` (finite medians only) of the points that reached ``rung``;
+    the quotas come from the first grid, so extension points continue only by beating the
+    points that continued before them."""
     at = [p for p in c.points if p.reached >= rung]
-    k = math.ceil(len(at) * c.keep[rung] - 1e-9)
+    k = c.quota[rung]
     ranked = sorted(at, key=lambda p: p.rank_key(seeds, rung))[:k]
     return [p for p in ranked if math.isfinite(p.rank_key(seeds, rung)[0])]
 
@@ -579,7 +586,7 @@ def _extend(c: _Cand, rnd: int, seeds, add) -> list[Point]:
         if x is None:
             c.stopped[(key, side)] = why
             continue
-        copies = extend_axis(grid + new_params, key, side, v, x)
+        copies = extend_axis(grid + new_params, key, v, x, b.params, tuple(c.axes))
         try:
             for params in copies:
                 _build(c, params, "extension point")
@@ -606,11 +613,12 @@ def _edges(c: _Cand, b, extend: bool, rounds: int, seeds) -> list[dict]:
         e = edge_of(grid, b.params, key)
         if e is None:
             continue
-        side, v, _ = e
+        side, v, n = e
         reason = c.stopped.get((key, side)) or (
             "extension off" if not extend or rounds == 0 else f"the round limit ({rounds})")
+        nxt = None if (key, side) in c.stopped else next_value(side, v, n, c.decl.get(key))[0]
         out.append(dict(solver=c.label, axis=key, side=side, value=v, reason=reason,
-                        values=axis_values(grid, key)))
+                        values=axis_values(grid, key), next=nxt))
     return out
 
 
@@ -622,9 +630,10 @@ def _edge_lines(edges: list[dict]) -> list[str]:
             out.append(f"{e['solver']}: {e['reason']}")
             continue
         side = "smallest" if e["side"] == "low" else "largest"
+        nxt = f" (next: {e['axis']}={fmt(e['next'])})" if e.get("next") is not None else ""
         out.append(f"{e['solver']}: {e['axis']}: the best point uses the {side} value tried "
                    f"({fmt(e['value'])} of {', '.join(fmt(v) for v in e['values'])}); not "
-                   f"extended further: {e['reason']}")
+                   f"extended further: {e['reason']}{nxt}")
     return out
 
 
