@@ -4,7 +4,8 @@ The demo problem (quadratic 10×20, κ = 10, α-stable(1.5) noise), 100k SFO per
 grid η₀ ∈ {0.03, 0.1, 0.3, 1} (isqrt:η₀:200) × λ ∈ {10, 30} × α = τ ∈ {0.02, 0.05}. Three ways,
 in the same process, wall time including compilation:
 
-1. ``htbo.tune``: every point × seed in one vmapped program;
+1. ``htbo.tune`` (the fixed grid: no extension, no halving, no fresh seeds): every point ×
+   seed in one vmapped program;
 2. 16 ``htbo.run`` calls: hyperparameters are data, so the first call compiles and the other
    15 reuse its program;
 3. 16 ``htbo.run`` calls with JAX's and htbo's compilation caches cleared before each: what
@@ -22,7 +23,7 @@ import numpy as np
 
 import htbo
 from htbo.problems import make_problem
-from htbo.runner import evaluator, programs
+from htbo.driver import evaluator, programs
 from htbo.schedules import inverse_sqrt
 from htbo.solvers import n2sba
 
@@ -68,7 +69,7 @@ def main():
     res = htbo.tune(problem, lambda **kw: n2sba(**kw, **FIXED),
                     [dict(eta=p["eta"], lam=p["lam"], alpha=p["alpha"], tau=p["tau"])
                      for p in points()], budget=a.budget, seeds=a.seeds, n_evals=1,
-                    label="n2sba")
+                    label="n2sba", extend=False, halving=False, eval_seeds=0)
     t_tune = time.perf_counter() - t0
     clear()
     t_reuse, f_reuse = separate(problem, a.budget, a.seeds, fresh=False)

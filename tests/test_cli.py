@@ -149,7 +149,8 @@ _SMALL = ["--problem", "quadratic", "--problem-arg", "dim_x=3", "--problem-arg",
 def test_tune_prints_the_ranking_and_best_json_round_trips(tmp_path, capsys):
     out = tmp_path / "t"
     rc = main(["tune", *_SMALL, "--grid", "eta=isqrt:0.03:100,isqrt:0.3:100",
-               "--grid", "lam=10,30", "--steps", "60", "--seeds", "2", "--out", str(out)])
+               "--grid", "lam=10,30", "--steps", "60", "--seeds", "2", "--no-extend",
+               "--out", str(out)])
     text = capsys.readouterr().out
     assert rc == 0
     ranked = re.findall(r"^\s+\d+\. (n2sba\[[^\]]+\]): ([0-9.e+-]+)", text, re.M)
@@ -167,7 +168,7 @@ def test_tune_prints_the_ranking_and_best_json_round_trips(tmp_path, capsys):
 
 @pytest.mark.parametrize("grid, msg", [
     ("eta=0.1,,0.3", "empty value"), ("eta=isqrt:a:b", "--grid eta=isqrt:a:b: bad schedule"),
-    ("eta", "must be KEY=V1,V2"), ("bogus=1,2", r"n2sba\[bogus=1\]: bad hyperparameters"),
+    ("eta", "must be KEY=V1,V2"), ("bogus=1,2", r"--grid bogus=1,2: n2sba has no hyperparameter 'bogus'"),
     ("eta=0.1,-2", r"n2sba\[eta=-2\]: n2sba: eta must be")])
 def test_bad_grid_strings_give_one_line_errors(tmp_path, capsys, grid, msg):
     rc = main(["tune", *_SMALL, "--grid", grid, "--steps", "5", "--out", str(tmp_path / "g")])

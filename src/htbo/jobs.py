@@ -361,24 +361,75 @@ def _drive_entry(res, re, ex, hist, checkpoint, start, progress, on_emit):
 
 
 def _run_grid(res, re, base, hist, runs, progress) -> bool:
-    """A grid entry: ``htbo.tune`` over the grid; the record holds the ranked table."""
+    """A grid entry. In a ``tune`` plan every grid entry is one solver of one search (run
+    once, at the first of them: :func:`_search`), and each entry's record holds its part;
+    in other plans (``compare --grid``) each grid is tuned on its own as given (no
+    extension, no halving, no fresh seeds unless ``plan.search`` says so)."""
     from .tuning import tune
     p = res.plan
+    if p.command == "tune":
+        t = _search(res, hist, progress)
+        s = t.solvers[re.label]
+        mine = {row["point"] for row in t.table if row["solver"] == re.label}
+        rec = dict(base, status="finished", best=s["best"]["label"], metric=res.metric,
+                   best_hparams=jsonable_hp(s["best"]["hparams"]),
+                   table=[{k: row[k] for k in ("label", "median", "q20", "q80", "diverged",
+                                               "steps", "full_steps", "sfo", "hvp", "round",
+                                               "time_s")}
+                          for row in t.table if row["solver"] == re.label],
+                   notes=[n.split(": ", 1)[1] for n in t.notes if n.startswith(f"{re.label}: ")],
+                   tune_diverged=[d for d in t.diverged if d["point"] in mine],
+                   selection=s["selection"], fresh=s["fresh"], extended=s["extended"],
+                   edges=s["edges"], grid_final=s["grid"], spent=s["spent"], winner=t.winner,
+                   hvp_cost=t.hvp_cost, eval_seeds=t.eval_seeds, compile_s=t.compile_s,
+                   run_s=t.run_s, time=time.time())
+        if runs is not None:
+            runs([json.loads(json.dumps(rec, default=repr))])
+        return False
     rk = dict(re.run_kwargs)
+    opts = dict(dict(extend=False, halving=False, eval_seeds=0), **(p.search or {}))
     t = tune(res.problem, re.make, re.grid, budget=p.budget, steps=p.steps,
              hvp_cost=p.hvp_cost, seeds=res.seeds, hp=re.hp, n_evals=p.n_evals, writer=hist,
-             progress=progress, run_kwargs=rk, label=re.label, metric=res.metric,
-             **(p.search or {}))
+             progress=progress, run_kwargs=rk, label=re.label, metric=res.metric, **opts)
     if runs is not None:
         runs([dict(base, status="finished", best=t.best["label"], metric=res.metric,
                    best_hparams=jsonable_hp(t.best["hparams"]),
                    table=[{k: row[k] for k in ("label", "median", "q20", "q80", "diverged")}
                           for row in t.table],
-                   notes=t.notes, tune_diverged=t.diverged, compile_s=t.compile_s,
+                   notes=[n.split(": ", 1)[1] if n.startswith(f"{re.label}: ") else n
+                          for n in t.notes], tune_diverged=t.diverged, compile_s=t.compile_s,
                    run_s=t.run_s, time=time.time())])
     print(f"[htbo] {re.label}: {len(t.table)} points in {t.groups} compiled group(s), "
           f"compile {t.compile_s:.2f} s, run {t.run_s:.2f} s", file=sys.stderr)
     return False
+
+
+def _search(res, hist, progress):
+    """The search of a ``tune`` plan over all its grid entries (one solver, or a race),
+    run once and kept on ``res``."""
+    t = getattr(res, "search_result", None)
+    if t is not None:
+        return t
+    from .tuning import tune
+    p = res.plan
+    grids = [e for e in res.entries if e.grid]
+    if len(grids) == 1:
+        (e,) = grids
+        solvers, grid, hp, rk, label = e.make, e.grid, e.hp, dict(e.run_kwargs), e.label
+    else:
+        solvers = {e.label: e.make for e in grids}
+        grid = {e.label: e.grid for e in grids}
+        hp = {e.label: e.hp for e in grids}
+        rk, label = {e.label: dict(e.run_kwargs) for e in grids}, None
+    t = tune(res.problem, solvers, grid, budget=p.budget, steps=p.steps, hvp_cost=p.hvp_cost,
+             seeds=res.seeds, hp=hp, n_evals=p.n_evals, writer=hist, progress=progress,
+             run_kwargs=rk, label=label, metric=res.metric, **(p.search or {}))
+    res.search_result = t
+    print(f"[htbo] search: {len(t.table)} points in {t.groups} compiled program(s), compile "
+          f"{t.compile_s:.2f} s, run {t.run_s:.2f} s, {t.spent['sfo_eq']:,.0f} SFO-eq "
+          f"({t.spent['sfo_eq'] / max(t.spent['full_grid_sfo_eq'], 1):.0%} of every point at "
+          "the full budget)", file=sys.stderr)
+    return t
 
 
 # -- summary -----------------------------------------------------------------------------------
@@ -469,11 +520,11 @@ def final_iterate(run_dir: str, label: str | None = None, seed: int | None = Non
                          "diagnose one agent's problem instead: htbo diagnose --problem "
                          f"{plan.problem} (its data are one agent's shard)")
     best = Path(run_dir) / "best.json"
-    if label is None and best.exists():
-        cfg = load_json(str(best), "--at")
-        if not isinstance(cfg, dict):
-            raise ValueError(f"--at {run_dir}: {best} is damaged (expected a JSON object, got "
-                             f"{type(cfg).__name__})")
+    cfg = load_json(str(best), "--at") if best.exists() else {}
+    if not isinstance(cfg, dict):
+        raise ValueError(f"--at {run_dir}: {best} is damaged (expected a JSON object, got "
+                         f"{type(cfg).__name__})")
+    if label is None:
         label = cfg.get("label")
     res = plan.resolve()
     entries = [re for re in res.entries if not re.grid]
@@ -487,6 +538,8 @@ def final_iterate(run_dir: str, label: str | None = None, seed: int | None = Non
     if not ck.exists():
         raise ValueError(f"--at {run_dir}: {re.label} has no checkpoint yet")
     seeds = res.seeds
+    if cfg.get("eval_seeds") and re.label == cfg.get("label"):  # a tune's fresh-seed run
+        seeds = list(cfg["eval_seeds"])
     i = 0 if seed is None else seeds.index(seed) if seed in seeds else None
     if i is None:
         raise ValueError(f"--at {run_dir}: seed {seed} not in the run's seeds {seeds}")
