@@ -66,6 +66,10 @@ def main(argv=None) -> dict:
                 if protocol.done(out, c):
                     stats["skipped"].append(c.key)
                     continue
+                if c.transfer and protocol.read(os.path.join(out, c.transfer + ".json")) is None:
+                    stats["busy"].append(c.key)
+                    log(f"{tagline}: its source {c.transfer} has not run yet, skipped")
+                    continue
                 lock = protocol.claim(out, c)
                 if lock is None:
                     stats["busy"].append(c.key)
