@@ -23,6 +23,8 @@ def _split(key: str, names: list[str], race: bool, what: str, item: str) -> tupl
     """``SOLVER.KEY`` or ``KEY`` → ``(solver or '', key)``, checked against the race."""
     head, dot, tail = key.partition(".")
     if dot:
+        # parse_assignments spells keys with "_": match solver names either way
+        head = next((n for n in names if n.replace("-", "_") == head.replace("-", "_")), head)
         if head not in names:
             where = f"the race ({', '.join(names)})" if race else \
                 f"the solver being tuned ({names[0]})"
