@@ -188,7 +188,17 @@ rebuilds this page from them).
 """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write(head + summary() + "\n".join(sections))
+        fh.write(head + summary() + changes(quick) + "\n".join(sections))
+
+
+def changes(quick: bool) -> str:
+    """The hand-written account of which verdicts changed since the first edition of the
+    experiments, and why (``experiments/changes.md``; compares reports, not code)."""
+    path = os.path.join(HERE, "changes.md")
+    if quick or not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8") as fh:
+        return fh.read().rstrip() + "\n\n"
 
 
 def summary() -> str:

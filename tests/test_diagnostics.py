@@ -349,7 +349,7 @@ def test_diagnose_race_runs_the_same_in_python_and_from_its_command_line(tmp_pat
     d = diagnose(p, n_samples=1000, n_boot=20, problem_args=args, budget=3000, seeds=2)
     rec = d.recommendation
     assert {"n2sba", "clipped-soba", "soba"} <= set(rec["solvers"])
-    small = dict(budget=3000, seeds=2, eval_seeds=2, max_rounds=1, n_evals=2)
+    small = dict(budget=3000, seeds=2, eval_seeds=2, extend=False, n_evals=2)
     res = htbo.tune(p, **rec["tune"], **small)
     from htbo.metrics import evaluate
     start = float(evaluate(p, p.x0, p.y0)["grad_norm"])
@@ -362,7 +362,7 @@ def test_diagnose_race_runs_the_same_in_python_and_from_its_command_line(tmp_pat
     cmd[cmd.index("--budget") + 1] = "3000"
     cmd[cmd.index("--seeds") + 1] = "2"
     cmd[cmd.index("--out") + 1] = str(tmp_path / "race")
-    assert main([*cmd[1:], "--eval-seeds", "2", "--max-rounds", "1", "--n-evals", "2",
+    assert main([*cmd[1:], "--eval-seeds", "2", "--no-extend", "--n-evals", "2",
                  "--no-progress"]) == 0
     capsys.readouterr()
     best = json.loads((tmp_path / "race" / "best.json").read_text())
