@@ -2,6 +2,7 @@
 registration); the declarations derive hyperparameters, validation and compile keys; bad
 hyperparameters are rejected with one line."""
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -103,3 +104,21 @@ def test_integral_floats_are_integers_and_records_keep_every_value():
     s = make_solver("n2sba", batch_out=16.0, shared_samples=1)
     assert s.batch_out == 16 and isinstance(s.batch_out, int) and s.shared_samples is True
     assert set(s.hparams) == {f.name for f in dataclasses.fields(s)}
+
+
+def test_every_solvers_hyperparameters_round_trip_through_its_constructor():
+    """``make_solver(name, **solver.hparams)`` rebuilds the same solver (what best.json and
+    the experiments' transfer cells do), also with a λ schedule that switches F2SA's linear
+    growth off (its cap then reads inf)."""
+    from htbo.schedules import linear_growth
+    from htbo.solvers import SOLVERS, make_solver
+    cases = [(n, {}) for n in SOLVERS.names()]
+    cases += [("f2sa", dict(lam=linear_growth(3.0, 0.01, 9.0))),
+              ("clipped-f2sa", dict(lam=linear_growth(3.0, 0.01, 9.0)))]
+    for name, hp in cases:
+        s = make_solver(name, **hp)
+        again = make_solver(name, **s.hparams)
+        assert again.hparams == s.hparams, name
+    assert make_solver("f2sa", lam=linear_growth(3.0, 0.01, 9.0)).hparams["lam_max"] == math.inf
+    with pytest.raises(ValueError, match="lam_max must be a positive number or inf"):
+        make_solver("f2sa", lam_max=float("nan"))

@@ -276,9 +276,11 @@ def _check_numeric(solver_name: str, key: str, v, p: Param):
         shown = v
     lo_ok = x >= p.low if p.low_closed else x > p.low
     hi_ok = x <= p.high if p.high_closed else x < p.high
-    if not (math.isfinite(x) and lo_ok and hi_ok):
+    # an axis closed at +∞ (a cap that may be "none") accepts inf itself
+    finite = math.isfinite(x) or (x == math.inf and p.high == math.inf and p.high_closed)
+    if not (finite and lo_ok and hi_ok):
         if p.low == 0 and not p.low_closed and p.high == math.inf:
-            what = "a finite positive number"
+            what = "a positive number or inf" if p.high_closed else "a finite positive number"
         else:
             hi = "" if p.high == math.inf else (f", {p.high:g}" + ("]" if p.high_closed else ")"))
             what = f"in {'[' if p.low_closed else '('}{p.low:g}{hi or ', ∞)'}"

@@ -26,7 +26,7 @@ class F2SA(PenaltyMethod):
     eta: float = numeric(0.01, schedule=True)
     lam: float = numeric(10.0, schedule=True)
     lam_rate: float = numeric(0.01, low=0.0, low_closed=True, doc="growth of λ per step")
-    lam_max: float = numeric(100.0, doc="cap of λ_t")
+    lam_max: float = numeric(100.0, high_closed=True, doc="cap of λ_t (inf: none)")
     clip: float | None = numeric(None, optional=True, label="clipping threshold",
                                  doc="clip level c of the outer step (None: no clipping)")
 
