@@ -138,7 +138,7 @@ def load(out: str, exp: str) -> list[dict]:
         for f in sorted(files):
             if f.endswith(".json"):
                 rec = read(os.path.join(d, f))
-                if rec is not None and "fingerprint" in rec:
+                if rec is not None and "fingerprint" in rec and "key" in rec:
                     cells.append(rec)
     return cells
 
