@@ -7,7 +7,6 @@ import json
 import re
 import tempfile
 import time
-from pathlib import Path
 
 from htbo.decentralized.launch import launch
 from htbo.jobs import claim_run_dir

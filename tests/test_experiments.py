@@ -3,7 +3,6 @@ and writes its report section; the protocol holds (an axis extended, a structura
 tried, selection and reporting seeds disjoint, E7's transfer and re-tune); a second
 invocation skips every finished cell."""
 import json
-import os
 import pathlib
 import re
 import sys

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import builtins
 import errno
-import importlib.util
 import io
 import json
 import os
