@@ -330,3 +330,29 @@ def test_bad_grids_are_rejected_naming_the_point():
         tune(p, "n2sba", {"eta": [0.1]}, steps=5, metric="nosuch", **FIXED)
     with pytest.raises(ValueError, match=r"grids names \['f2ba'\] but the race is"):
         tune(p, ["n2sba", "soba"], {"f2ba": {"eta": [0.1]}}, steps=5)
+
+
+@pytest.mark.parametrize("name, args, solver", [("quadratic", {}, "n2sba"),
+                                                ("quadratic-data", dict(n_inner=256,
+                                                                        n_outer=256), "soba")])
+def test_the_memory_bound_that_skips_xlas_analysis_is_above_xlas_figure(name, args, solver):
+    """The search skips compiling a chunk for XLA's memory analysis when its bound fits an
+    eighth of the limit: that bound must lie above what XLA reports for the same chunk."""
+    import jax.numpy as jnp
+
+    from htbo.driver import programs
+    from htbo.search.engine import _upper_bound
+    from htbo.solvers import make_solver
+    p = htbo.make_problem(name, **args)
+    s = make_solver(solver, problem=p)
+    init_b, chunk, _ = programs(*s.program()[:2])
+    size = 32
+    hp_b = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(jnp.asarray(a), (size,
+                                                                           *jnp.shape(a))),
+                                  s.hp)
+    keys = jax.random.split(jax.random.key(0), size)
+    st = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                                jax.eval_shape(init_b, p, p.x0, p.y0, keys, hp_b))
+    mem = chunk.lower(p, st, keys, np.int32(1)).compile().memory_analysis()
+    need = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
+    assert _upper_bound(p, s, st, size) >= 2 * need

@@ -289,7 +289,7 @@ def _upper_bound(problem, solver, states, size: int) -> int:
     """A generous bound on a chunk's memory: the problem's data, 16 copies of the members'
     states, and per member 16 minibatches of the largest batch (every row of every data
     leaf) — far above what XLA reports on every built-in problem."""
-    batch = max([int(v) for k, v in getattr(solver, "hparams", {}).items()
+    batch = max([int(v) for k, v in solver.hparams.items()
                  if "batch" in k and isinstance(v, (int, np.integer))] or [1])
     rows = 0
     for d in (problem.data_f, problem.data_g):
@@ -309,7 +309,9 @@ def _fit(problem, solver, hp_one, size: int, memory_limit: int) -> int:
         states = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
                                         jax.eval_shape(init_b, problem, problem.x0,
                                                        problem.y0, keys, hp_b))
-        if _upper_bound(problem, solver, states, size) <= memory_limit // 8:
+        # one machine's solvers only: a network's members carry m agents' minibatches
+        if hasattr(solver, "hparams") and not hasattr(solver, "dec") and \
+                _upper_bound(problem, solver, states, size) <= memory_limit // 8:
             return size
         lowered = chunk.lower(problem, states, keys, np.int32(1))
         try:
